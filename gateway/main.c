@@ -1,0 +1,272 @@
+/*
+ * main.c: the waitroom-gateway process.
+ *
+ * Sets up one libuv loop and puts on it: h2o (the HTTP listeners, the
+ * rooms' gate and proxy handlers, the status, leave and health endpoints),
+ * the Redis command connection and the view's subscriber connection. Then
+ * it runs the loop until SIGTERM or SIGINT.
+ *
+ * Listeners are opened with SO_REUSEPORT, so several gateway processes on
+ * one machine can each have their own socket on the same port and the
+ * kernel spreads connections among them.
+ *
+ * Ownership: the wr_gateway_t lives for the whole process and owns the
+ * config, the connections and the view.
+ */
+#include <getopt.h>
+#include <netdb.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "gateway.h"
+#include "log.h"
+#include "view.h"
+
+#include "gateway/page_html.h"
+
+static wr_gateway_t gw;
+static uv_signal_t sigterm, sigint;
+static uv_timer_t drain;
+
+wr_gw_room_t *wr_gateway_room(wr_gateway_t *g, const char *aud)
+{
+    for (size_t i = 0; i < g->num_rooms; i++)
+        if (strcmp(g->rooms[i].conf->name, aud) == 0)
+            return &g->rooms[i];
+    return NULL;
+}
+
+static h2o_iovec_t lowercase_dup(const char *s)
+{
+    h2o_iovec_t v = h2o_strdup(NULL, s, SIZE_MAX);
+    h2o_strtolower(v.base, v.len);
+    return v;
+}
+
+static int read_file(const char *path, h2o_iovec_t *out)
+{
+    FILE *fp = fopen(path, "rb");
+    long n;
+    if (fp == NULL)
+        return WR_ERROR;
+    if (fseek(fp, 0, SEEK_END) != 0 || (n = ftell(fp)) < 0 || fseek(fp, 0, SEEK_SET) != 0) {
+        fclose(fp);
+        return WR_ERROR;
+    }
+    out->base = wr_malloc((size_t)n + 1);
+    out->len = fread(out->base, 1, (size_t)n, fp);
+    out->base[out->len] = '\0';
+    fclose(fp);
+    return WR_OK;
+}
+
+static void on_accept(uv_stream_t *listener, int status)
+{
+    uv_tcp_t *conn;
+    h2o_socket_t *sock;
+
+    if (status != 0)
+        return;
+    conn = wr_malloc(sizeof(*conn));
+    uv_tcp_init(listener->loop, conn);
+    if (uv_accept(listener, (uv_stream_t *)conn) != 0) {
+        uv_close((uv_handle_t *)conn, (uv_close_cb)free);
+        return;
+    }
+    sock = h2o_uv_socket_create((uv_stream_t *)conn, (uv_close_cb)free);
+    h2o_accept(&gw.accept_ctx, sock);
+}
+
+/* Opens one listener with SO_REUSEPORT. Returns WR_OK or WR_ERROR after logging. */
+static int open_listener(const wr_listen_t *l, uv_tcp_t *tcp)
+{
+    struct addrinfo hints = {.ai_flags = AI_NUMERICHOST | AI_PASSIVE | AI_NUMERICSERV, .ai_socktype = SOCK_STREAM}, *ai;
+    char port[8];
+    int fd = -1, on = 1, err;
+
+    snprintf(port, sizeof(port), "%d", l->port);
+    if ((err = getaddrinfo(l->host, port, &hints, &ai)) != 0) {
+        wr_error("listen on \"%s\" port %d: %s", l->host, l->port, gai_strerror(err));
+        return WR_ERROR;
+    }
+    if ((fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) != 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 ||
+        listen(fd, 4096) != 0) {
+        wr_error("listen on \"%s\" port %d: %s() failed: %s", l->host, l->port, fd < 0 ? "socket" : "bind/listen",
+                 strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        freeaddrinfo(ai);
+        return WR_ERROR;
+    }
+    freeaddrinfo(ai);
+    uv_tcp_init(gw.loop, tcp);
+    if ((err = uv_tcp_open(tcp, fd)) != 0 || (err = uv_listen((uv_stream_t *)tcp, 4096, on_accept)) != 0) {
+        wr_error("listen on \"%s\" port %d: %s", l->host, l->port, uv_strerror(err));
+        return WR_ERROR;
+    }
+    return WR_OK;
+}
+
+static void on_command_link(wr_redis_t *r, int up, void *data)
+{
+    wr_view_on_command_link(gw.view, up);
+}
+
+static void on_drained(uv_timer_t *t)
+{
+    uv_stop(gw.loop);
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    wr_info("stopping on signal %d", signum);
+    uv_signal_stop(&sigterm);
+    uv_signal_stop(&sigint);
+    for (size_t i = 0; i < gw.conf->gateway.num_listen; i++)
+        uv_close((uv_handle_t *)&gw.listeners[i], NULL);
+    /* Pending Redis commands fail first (their requests get 503), while the view still exists. */
+    wr_redis_free(gw.redis);
+    wr_view_free(gw.view);
+    /* Requests already being proxied get a moment to finish. */
+    uv_timer_init(gw.loop, &drain);
+    uv_timer_start(&drain, on_drained, 250, 0);
+}
+
+static int setup_rooms(void)
+{
+    gw.num_rooms = gw.conf->num_rooms;
+    gw.rooms = wr_calloc(gw.num_rooms, sizeof(*gw.rooms));
+    h2o_hostconf_t *host = h2o_config_register_host(&gw.globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+
+    wr_status_register(h2o_config_register_path(host, gw.conf->gateway.status_path, 0), &gw);
+    wr_leave_register(h2o_config_register_path(host, gw.conf->gateway.leave_path, 0), &gw);
+    wr_health_register(h2o_config_register_path(host, gw.conf->gateway.health_path, 0), &gw);
+    for (size_t i = 0; i < gw.num_rooms; i++) {
+        wr_gw_room_t *room = &gw.rooms[i];
+        h2o_proxy_config_vars_t proxy = {.io_timeout = 30000, .keepalive_timeout = 2000};
+        h2o_url_t *upstream = wr_calloc(1, sizeof(*upstream));
+        h2o_pathconf_t *path;
+        char cookie[160];
+
+        room->index = i;
+        room->conf = &gw.conf->rooms[i];
+        wr_store_room_keys(room->conf->name, &room->keys);
+        snprintf(cookie, sizeof(cookie), "%s_%s", gw.conf->gateway.cookie_name, room->conf->name);
+        room->cookie = h2o_strdup(NULL, cookie, SIZE_MAX);
+        if (room->conf->session_duration_ms > gw.max_session_ms)
+            gw.max_session_ms = room->conf->session_duration_ms;
+        if (h2o_url_parse(room->conf->backend, SIZE_MAX, upstream) != 0) {
+            wr_error("room \"%s\": cannot parse backend \"%s\"", room->conf->name, room->conf->backend);
+            return WR_ERROR;
+        }
+        path = h2o_config_register_path(host, room->conf->path, 0);
+        wr_gate_register(path, &gw, room);
+        h2o_proxy_register_reverse_proxy(path, upstream, &proxy);
+    }
+    return WR_OK;
+}
+
+static void usage(FILE *fp)
+{
+    fprintf(fp, "usage: waitroom-gateway -c FILE [-t]\n"
+                "  -c, --config FILE  the configuration file (JSON)\n"
+                "  -t, --test         check the configuration and exit\n"
+                "  -v, --version      print the version and exit\n"
+                "      --config-reference  print every setting (Markdown) and exit\n"
+                "  -h, --help         print this help\n");
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option longopts[] = {{"config", required_argument, NULL, 'c'},
+                                             {"test", no_argument, NULL, 't'},
+                                             {"version", no_argument, NULL, 'v'},
+                                             {"help", no_argument, NULL, 'h'},
+                                             {"config-reference", no_argument, NULL, 'R'},
+                                             {NULL, 0, NULL, 0}};
+    const char *path = NULL;
+    int test_only = 0, ch;
+    char err[1024];
+
+    while ((ch = getopt_long(argc, argv, "c:tvh", longopts, NULL)) != -1) {
+        switch (ch) {
+        case 'c':
+            path = optarg;
+            break;
+        case 't':
+            test_only = 1;
+            break;
+        case 'v':
+            printf("waitroom-gateway %s\n", PACKAGE_VERSION);
+            return 0;
+        case 'R':
+            wr_config_write_reference(stdout);
+            return 0;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 1;
+        }
+    }
+    if (path == NULL || optind != argc) {
+        usage(stderr);
+        return 1;
+    }
+    if ((gw.conf = wr_config_load(path, err, sizeof(err))) == NULL) {
+        fprintf(stderr, "%s\n", err);
+        return 1;
+    }
+    if (gw.conf->gateway.page_template != NULL) {
+        if (read_file(gw.conf->gateway.page_template, &gw.page) != WR_OK) {
+            fprintf(stderr, "%s: $.gateway.page_template: cannot read \"%s\": %s\n", path,
+                    gw.conf->gateway.page_template, strerror(errno));
+            return 1;
+        }
+    } else {
+        gw.page = h2o_iovec_init(wr_page_html, sizeof(wr_page_html) - 1);
+    }
+    if (test_only) {
+        printf("%s: configuration is valid\n", path);
+        return 0;
+    }
+
+    wr_log_init("gateway");
+    wr_log_level = wr_log_level_from_name(gw.conf->log_level);
+    wr_store_init();
+    signal(SIGPIPE, SIG_IGN);
+    gw.token_header = lowercase_dup(gw.conf->gateway.token_header);
+    gw.user_header = lowercase_dup(gw.conf->gateway.user_header);
+
+    h2o_config_init(&gw.globalconf);
+    if (setup_rooms() != WR_OK)
+        return 1;
+    gw.loop = uv_default_loop();
+    h2o_context_init(&gw.ctx, gw.loop, &gw.globalconf);
+    gw.accept_ctx.ctx = &gw.ctx;
+    gw.accept_ctx.hosts = gw.globalconf.hosts;
+
+    gw.listeners = wr_calloc(gw.conf->gateway.num_listen, sizeof(*gw.listeners));
+    for (size_t i = 0; i < gw.conf->gateway.num_listen; i++)
+        if (open_listener(&gw.conf->gateway.listen[i], &gw.listeners[i]) != WR_OK)
+            return 1;
+
+    gw.redis = wr_redis_new(gw.loop, gw.conf, "commands", 1, on_command_link, NULL);
+    gw.view = wr_view_new(&gw);
+
+    uv_signal_init(gw.loop, &sigterm);
+    uv_signal_start(&sigterm, on_signal, SIGTERM);
+    uv_signal_init(gw.loop, &sigint);
+    uv_signal_start(&sigint, on_signal, SIGINT);
+
+    wr_info("started: %zu room(s), listening on %s:%d%s", gw.num_rooms, gw.conf->gateway.listen[0].host,
+            gw.conf->gateway.listen[0].port, gw.conf->gateway.num_listen > 1 ? " and more" : "");
+    uv_run(gw.loop, UV_RUN_DEFAULT);
+    wr_info("stopped");
+    return 0;
+}

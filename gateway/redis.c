@@ -1,0 +1,319 @@
+/*
+ * redis.c: an asynchronous hiredis connection on the libuv loop, with
+ * reconnection, script loading and a command timeout.
+ *
+ * hiredis 0.14 gives async connections no timeouts and no reconnection, so
+ * this file adds both. Every command in flight is tracked in a FIFO (Redis
+ * answers in order): a timer checks the oldest, and when it has waited longer
+ * than command_timeout the connection is dropped, which fails every pending
+ * command (hiredis calls their callbacks with NULL). A lost connection is
+ * retried with a backoff from 50 ms to 2 s.
+ *
+ * Ownership: wr_redis_t owns its redisAsyncContext and the tracking records
+ * of its commands; callers' data pointers are only passed back.
+ *
+ * Async connects resolve host names with a blocking call, so the config only
+ * accepts numeric addresses.
+ */
+#include "redis.h"
+
+#include <hiredis/adapters/libuv.h>
+#include <stdio.h>
+
+#include "log.h"
+
+typedef struct wr_cmd_s {
+    struct wr_cmd_s *next;
+    wr_redis_t *conn;
+    wr_redis_cb cb;
+    void *data;
+    int64_t sent_ms;
+    int subscribed; /* the subscription record, embedded in wr_redis_t */
+} wr_cmd_t;
+
+struct wr_redis_s {
+    uv_loop_t *loop;
+    const wr_config_t *conf;
+    const char *name;
+    int load_scripts;
+    wr_redis_state_cb on_state;
+    void *data;
+
+    redisAsyncContext *ac; /* NULL while disconnected */
+    int up;                /* connected, authenticated and scripts loaded */
+    int handshake_left;    /* replies still expected before up */
+    int closing;
+    unsigned failures;
+    uv_timer_t retry;
+    uv_timer_t watchdog;
+
+    wr_cmd_t *head, *tail; /* commands awaiting a reply, oldest first */
+    /* The subscription. hiredis keeps one callback per channel, all pointing
+     * here, and calls each with NULL when the connection goes: so this record
+     * is not freed per reply but lives as long as the connection object. */
+    wr_cmd_t sub;
+};
+
+static void connect_now(wr_redis_t *r);
+
+static wr_cmd_t *track(wr_redis_t *r, wr_redis_cb cb, void *data)
+{
+    wr_cmd_t *c = wr_calloc(1, sizeof(*c));
+    c->conn = r;
+    c->cb = cb;
+    c->data = data;
+    c->sent_ms = wr_mono_ms();
+    if (r->tail != NULL)
+        r->tail->next = c;
+    else
+        r->head = c;
+    r->tail = c;
+    return c;
+}
+
+static void untrack(wr_redis_t *r, wr_cmd_t *c)
+{
+    /* Replies come in order, so c is nearly always the head. */
+    wr_cmd_t **p = &r->head, *prev = NULL;
+    while (*p != NULL && *p != c) {
+        prev = *p;
+        p = &(*p)->next;
+    }
+    if (*p == NULL)
+        return;
+    *p = c->next;
+    if (r->tail == c)
+        r->tail = prev;
+}
+
+static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    wr_cmd_t *c = privdata;
+    wr_redis_t *r = c->conn;
+
+    if (c->subscribed) {
+        c->cb(reply, c->data);
+        return;
+    }
+    untrack(r, c);
+    if (reply != NULL && ((redisReply *)reply)->type == REDIS_REPLY_ERROR &&
+        strncmp(((redisReply *)reply)->str, "NOSCRIPT", 8) == 0 && r->ac != NULL) {
+        /* Someone flushed the script cache. This command fails; load the
+         * scripts again so that the next ones succeed. */
+        wr_warn("redis %s: scripts missing (SCRIPT FLUSH?); reloading", r->name);
+        for (size_t i = 0; i < wr_num_scripts; i++)
+            redisAsyncCommandArgv(r->ac, NULL, NULL, 3, (const char *[]){"SCRIPT", "LOAD", wr_scripts[i]->source}, NULL);
+    }
+    c->cb(reply, c->data);
+    free(c);
+}
+
+static void set_up(wr_redis_t *r, int up)
+{
+    if (r->up == up)
+        return;
+    r->up = up;
+    if (r->on_state != NULL)
+        r->on_state(r, up, r->data);
+}
+
+static void on_handshake_reply(redisReply *reply, void *data)
+{
+    wr_redis_t *r = data;
+    if (reply == NULL)
+        return; /* the disconnect callback handles it */
+    if (reply->type == REDIS_REPLY_ERROR) {
+        wr_error("redis %s: set-up command refused: \"%s\"", r->name, reply->str);
+        redisAsyncDisconnect(r->ac);
+        return;
+    }
+    if (--r->handshake_left == 0) {
+        r->failures = 0;
+        wr_info("redis %s: connected", r->name);
+        set_up(r, 1);
+    }
+}
+
+static void send_handshake(wr_redis_t *r)
+{
+    const wr_config_t *c = r->conf;
+    char db[16];
+
+    r->handshake_left = 1; /* the closing PING */
+    if (c->redis.password != NULL) {
+        r->handshake_left++;
+        redisAsyncCommandArgv(r->ac, on_reply, track(r, on_handshake_reply, r), 2,
+                              (const char *[]){"AUTH", c->redis.password}, NULL);
+    }
+    if (c->redis.db != 0) {
+        snprintf(db, sizeof(db), "%d", c->redis.db);
+        r->handshake_left++;
+        redisAsyncCommandArgv(r->ac, on_reply, track(r, on_handshake_reply, r), 2, (const char *[]){"SELECT", db},
+                              NULL);
+    }
+    if (r->load_scripts) {
+        for (size_t i = 0; i < wr_num_scripts; i++) {
+            r->handshake_left++;
+            redisAsyncCommandArgv(r->ac, on_reply, track(r, on_handshake_reply, r), 3,
+                                  (const char *[]){"SCRIPT", "LOAD", wr_scripts[i]->source}, NULL);
+        }
+    }
+    redisAsyncCommandArgv(r->ac, on_reply, track(r, on_handshake_reply, r), 1, (const char *[]){"PING"}, NULL);
+}
+
+static void schedule_retry(wr_redis_t *r)
+{
+    uint64_t delay = 50u << (r->failures < 6 ? r->failures : 6);
+    if (delay > 2000)
+        delay = 2000;
+    r->failures++;
+    uv_timer_start(&r->retry, (uv_timer_cb)connect_now, delay, 0);
+}
+
+static void on_connect(const redisAsyncContext *ac, int status)
+{
+    wr_redis_t *r = ac->data;
+    if (status != REDIS_OK) {
+        /* hiredis frees the context after this callback. */
+        if (r->failures == 0)
+            wr_error("redis %s: connect failed: %s", r->name, ac->errstr);
+        r->ac = NULL;
+        if (!r->closing)
+            schedule_retry(r);
+        return;
+    }
+    send_handshake(r);
+}
+
+static void on_disconnect(const redisAsyncContext *ac, int status)
+{
+    wr_redis_t *r = ac->data;
+    r->ac = NULL;
+    if (!r->closing)
+        wr_error("redis %s: connection lost%s%s", r->name, status != REDIS_OK ? ": " : "",
+                 status != REDIS_OK ? ac->errstr : "");
+    set_up(r, 0);
+    if (!r->closing)
+        schedule_retry(r);
+}
+
+static void connect_now(wr_redis_t *r)
+{
+    const wr_config_t *c = r->conf;
+
+    if (r->closing || r->ac != NULL)
+        return;
+    r->ac = c->redis.unix_socket != NULL ? redisAsyncConnectUnix(c->redis.unix_socket)
+                                         : redisAsyncConnect(c->redis.host, c->redis.port);
+    if (r->ac == NULL || r->ac->err) {
+        if (r->failures == 0)
+            wr_error("redis %s: connect failed: %s", r->name, r->ac != NULL ? r->ac->errstr : "out of memory");
+        if (r->ac != NULL)
+            redisAsyncFree(r->ac);
+        r->ac = NULL;
+        schedule_retry(r);
+        return;
+    }
+    r->ac->data = r;
+    redisLibuvAttach(r->ac, r->loop);
+    redisAsyncSetConnectCallback(r->ac, on_connect);
+    redisAsyncSetDisconnectCallback(r->ac, on_disconnect);
+}
+
+static void on_watchdog(uv_timer_t *t)
+{
+    wr_redis_t *r = t->data;
+    if (r->ac == NULL || r->head == NULL)
+        return;
+    if (wr_mono_ms() - r->head->sent_ms > r->conf->redis.command_timeout_ms) {
+        wr_error("redis %s: no reply in %lld ms; reconnecting", r->name, (long long)r->conf->redis.command_timeout_ms);
+        redisAsyncDisconnect(r->ac);
+    }
+}
+
+wr_redis_t *wr_redis_new(uv_loop_t *loop, const wr_config_t *conf, const char *name, int load_scripts,
+                         wr_redis_state_cb on_state, void *data)
+{
+    wr_redis_t *r = wr_calloc(1, sizeof(*r));
+    r->loop = loop;
+    r->conf = conf;
+    r->name = name;
+    r->load_scripts = load_scripts;
+    r->on_state = on_state;
+    r->data = data;
+    uv_timer_init(loop, &r->retry);
+    r->retry.data = r;
+    uv_timer_init(loop, &r->watchdog);
+    r->watchdog.data = r;
+    uv_timer_start(&r->watchdog, on_watchdog, 100, 100);
+    connect_now(r);
+    return r;
+}
+
+static void free_after_close(uv_handle_t *h)
+{
+    wr_redis_t *r = h->data;
+    if (h == (uv_handle_t *)&r->watchdog)
+        free(r);
+}
+
+void wr_redis_free(wr_redis_t *r)
+{
+    r->closing = 1;
+    if (r->ac != NULL) {
+        /* Fails every pending command (callbacks get NULL) and calls on_disconnect. */
+        redisAsyncFree(r->ac);
+        r->ac = NULL;
+    }
+    uv_close((uv_handle_t *)&r->retry, free_after_close);
+    uv_close((uv_handle_t *)&r->watchdog, free_after_close);
+}
+
+int wr_redis_up(const wr_redis_t *r)
+{
+    return r->up;
+}
+
+int wr_redis_script(wr_redis_t *r, const wr_script_t *s, const char *const *keys, int nargs, const char *const *args,
+                    wr_redis_cb cb, void *data)
+{
+    const char *argv[16];
+    char nkeys[16];
+    int argc = 0;
+
+    if (!r->up || r->ac == NULL || 3 + s->num_keys + nargs > (int)WR_ARRAY_SIZE(argv))
+        return WR_ERROR;
+    snprintf(nkeys, sizeof(nkeys), "%d", s->num_keys);
+    argv[argc++] = "EVALSHA";
+    argv[argc++] = s->sha;
+    argv[argc++] = nkeys;
+    for (int i = 0; i < s->num_keys; i++)
+        argv[argc++] = keys[i];
+    for (int i = 0; i < nargs; i++)
+        argv[argc++] = args[i];
+    if (redisAsyncCommandArgv(r->ac, on_reply, track(r, cb, data), argc, argv, NULL) != REDIS_OK) {
+        /* Only fails when the context is going away: the record was tracked, drop it. */
+        wr_cmd_t *c = r->tail;
+        untrack(r, c);
+        free(c);
+        return WR_ERROR;
+    }
+    return WR_OK;
+}
+
+int wr_redis_subscribe(wr_redis_t *r, int nchannels, const char *const *channels, wr_redis_cb cb, void *data)
+{
+    const char *argv[1 + 64];
+    if (r->ac == NULL || !r->up || nchannels > 64)
+        return WR_ERROR;
+    argv[0] = "SUBSCRIBE";
+    for (int i = 0; i < nchannels; i++)
+        argv[1 + i] = channels[i];
+    r->sub.conn = r;
+    r->sub.cb = cb;
+    r->sub.data = data;
+    r->sub.subscribed = 1;
+    if (redisAsyncCommandArgv(r->ac, on_reply, &r->sub, 1 + nchannels, argv, NULL) != REDIS_OK)
+        return WR_ERROR;
+    return WR_OK;
+}
