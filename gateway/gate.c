@@ -174,7 +174,7 @@ static int on_req(h2o_handler_t *_self, h2o_req_t *req)
     wr_user_state_t st;
     int64_t now = wr_now_ms();
 
-    if (wr_find_token(gw, req, self->room, 0, &token, &from_cookie, NULL) != WR_OK || token.len == 0) {
+    if (wr_find_token(gw, req, self->room, 0, &token, &from_cookie, NULL) != WR_OK) {
         join(self, req);
         return 0;
     }

@@ -150,7 +150,7 @@ static int setup_rooms(void)
         h2o_proxy_config_vars_t proxy = {.io_timeout = 30000, .keepalive_timeout = 2000};
         h2o_url_t *upstream = wr_calloc(1, sizeof(*upstream));
         h2o_pathconf_t *path;
-        char cookie[160];
+        char cookie[160], url[1024];
 
         room->index = i;
         room->conf = &gw.conf->rooms[i];
@@ -159,7 +159,12 @@ static int setup_rooms(void)
         room->cookie = h2o_strdup(NULL, cookie, SIZE_MAX);
         if (room->conf->session_duration_ms > gw.max_session_ms)
             gw.max_session_ms = room->conf->session_duration_ms;
-        if (h2o_url_parse(room->conf->backend, SIZE_MAX, upstream) != 0) {
+        /* As nginx's proxy_pass: a backend URL without a path gets the
+         * request's path unchanged; one with a path gets the room's prefix
+         * replaced by it. h2o always replaces, so give it the room's path. */
+        snprintf(url, sizeof(url), "%s%s", room->conf->backend,
+                 strchr(room->conf->backend + sizeof("http://") - 1, '/') == NULL ? room->conf->path : "");
+        if (h2o_url_parse(h2o_strdup(NULL, url, SIZE_MAX).base, SIZE_MAX, upstream) != 0) {
             wr_error("room \"%s\": cannot parse backend \"%s\"", room->conf->name, room->conf->backend);
             return WR_ERROR;
         }

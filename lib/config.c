@@ -298,7 +298,7 @@ static const setting_t room_settings[] = {
     {"path", FIELD_STR(wr_room_t, path), .flags = F_REQUIRED | F_UNIQUE, .min = 1, .max = 256, .rule = &rule_room_path,
      .help = "Path prefix the room protects."},
     {"backend", FIELD_STR(wr_room_t, backend), .flags = F_REQUIRED, .min = 1, .max = 2048, .rule = &rule_backend,
-     .help = "Upstream that admitted users' requests are proxied to."},
+     .help = "Upstream that admitted users' requests are proxied to. Without a path the request's path is passed unchanged; with one, it replaces the room's path prefix (as nginx's proxy_pass)."},
     {"booking_url", FIELD_STR(wr_room_t, booking_url), .derive = room_path, .derive_doc = "the room's `path`", .min = 1,
      .max = 2048, .rule = &rule_booking_url, .help = "Where a user is sent once admitted."},
     {"total_active_users", FIELD_INT(wr_room_t, total_active_users), .flags = F_REQUIRED | F_MUTABLE, .min = 1,

@@ -33,7 +33,7 @@ cat > "$run/waitroom.json" <<JSON
   "worker": { "tick_ms": 100 },
   "tokens": { "keys": [{ "kid": "demo", "secret_file": "secret.key" }] },
   "rooms": [{
-    "name": "booking", "path": "/book", "backend": "http://127.0.0.1:$backend_port/book",
+    "name": "booking", "path": "/book", "backend": "http://127.0.0.1:$backend_port",
     "total_active_users": 2, "new_users_per_minute": 6, "session_duration": "60s"
   }]
 }
