@@ -24,6 +24,7 @@ typedef struct wr_gw_room_s {
     const wr_room_t *conf; /* borrowed from the gateway's config */
     wr_room_keys_t keys;
     h2o_iovec_t cookie;    /* "<cookie_name>_<room>", owned */
+    h2o_url_t upstream;    /* the backend; its strings are owned */
 } wr_gw_room_t;
 
 typedef struct wr_gateway_s {

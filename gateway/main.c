@@ -148,7 +148,6 @@ static int setup_rooms(void)
     for (size_t i = 0; i < gw.num_rooms; i++) {
         wr_gw_room_t *room = &gw.rooms[i];
         h2o_proxy_config_vars_t proxy = {.io_timeout = 30000, .keepalive_timeout = 2000};
-        h2o_url_t *upstream = wr_calloc(1, sizeof(*upstream));
         h2o_pathconf_t *path;
         char cookie[160], url[1024];
 
@@ -164,13 +163,13 @@ static int setup_rooms(void)
          * replaced by it. h2o always replaces, so give it the room's path. */
         snprintf(url, sizeof(url), "%s%s", room->conf->backend,
                  strchr(room->conf->backend + sizeof("http://") - 1, '/') == NULL ? room->conf->path : "");
-        if (h2o_url_parse(h2o_strdup(NULL, url, SIZE_MAX).base, SIZE_MAX, upstream) != 0) {
+        if (h2o_url_parse(h2o_strdup(NULL, url, SIZE_MAX).base, SIZE_MAX, &room->upstream) != 0) {
             wr_error("room \"%s\": cannot parse backend \"%s\"", room->conf->name, room->conf->backend);
             return WR_ERROR;
         }
         path = h2o_config_register_path(host, room->conf->path, 0);
         wr_gate_register(path, &gw, room);
-        h2o_proxy_register_reverse_proxy(path, upstream, &proxy);
+        h2o_proxy_register_reverse_proxy(path, &room->upstream, &proxy);
     }
     return WR_OK;
 }

@@ -43,6 +43,7 @@ struct wr_redis_s {
     int up;                /* connected, authenticated and scripts loaded */
     int handshake_left;    /* replies still expected before up */
     int closing;
+    int open_handles; /* timers not yet closed; r is freed when none is left */
     unsigned failures;
     uv_timer_t retry;
     uv_timer_t watchdog;
@@ -253,7 +254,8 @@ wr_redis_t *wr_redis_new(uv_loop_t *loop, const wr_config_t *conf, const char *n
 static void free_after_close(uv_handle_t *h)
 {
     wr_redis_t *r = h->data;
-    if (h == (uv_handle_t *)&r->watchdog)
+    /* libuv runs close callbacks in no promised order: free after the last. */
+    if (--r->open_handles == 0)
         free(r);
 }
 
@@ -265,6 +267,7 @@ void wr_redis_free(wr_redis_t *r)
         redisAsyncFree(r->ac);
         r->ac = NULL;
     }
+    r->open_handles = 2;
     uv_close((uv_handle_t *)&r->retry, free_after_close);
     uv_close((uv_handle_t *)&r->watchdog, free_after_close);
 }

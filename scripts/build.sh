@@ -1,16 +1,22 @@
 #!/usr/bin/env bash
-# Configures (once) and builds waitroom in the source tree.
-# Extra arguments go to ./configure, e.g. --enable-sanitizers.
+# Configures (once) and builds waitroom out of tree, with warnings as errors:
+#   scripts/build.sh              -> build/
+#   scripts/build.sh --sanitize   -> build-asan/ (AddressSanitizer + UBSan)
+# Prints the build folder's path on the last line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-want="--enable-werror $*"
-if [ ! -x configure ]; then
+src=$PWD
+dir=build; flags=(--enable-werror)
+if [ "${1:-}" = "--sanitize" ]; then
+  dir=build-asan; flags+=(--enable-sanitizers)
+fi
+if [ ! -x configure ] || [ configure.ac -nt configure ] || [ Makefile.am -nt configure ]; then
   autoreconf -fi >/dev/null
 fi
-if [ ! -f Makefile ] || [ "$(cat .configured-with 2>/dev/null)" != "$want" ]; then
-  [ -f Makefile ] && make -s distclean >/dev/null 2>&1 || true
-  # shellcheck disable=SC2086
-  ./configure -q $want
-  echo "$want" > .configured-with
+mkdir -p "$dir"
+cd "$dir"
+if [ ! -f Makefile ] || [ "$src/configure" -nt Makefile ]; then
+  "$src/configure" -q "${flags[@]}"
 fi
-make -s -j"$(nproc)"
+make -s -j"$(nproc)" >&2
+echo "$src/$dir"

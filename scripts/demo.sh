@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 scripts/deps.sh
-scripts/build.sh
+bin=$(scripts/build.sh | tail -n 1)
 
 run=$(mktemp -d /tmp/waitroom-demo.XXXXXX)
 pids=()
@@ -43,8 +43,8 @@ redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly yes --
   --daemonize no >"$run/redis.log" 2>&1 & pids+=($!)
 /usr/bin/python3 "$root/examples/demo_backend.py" "$backend_port" 2>"$run/backend.log" & pids+=($!)
 for _ in $(seq 100); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.1; done
-"$root/worker/waitroom-worker" -c "$run/waitroom.json" 2>"$run/worker.log" & pids+=($!)
-"$root/gateway/waitroom-gateway" -c "$run/waitroom.json" 2>"$run/gateway.log" & pids+=($!)
+"$bin/worker/waitroom-worker" -c "$run/waitroom.json" 2>"$run/worker.log" & pids+=($!)
+"$bin/gateway/waitroom-gateway" -c "$run/waitroom.json" 2>"$run/gateway.log" & pids+=($!)
 for _ in $(seq 100); do curl -fs "http://127.0.0.1:$gateway_port/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
 curl -fs "http://127.0.0.1:$gateway_port/healthz" >/dev/null || { echo "gateway did not come up; see $run/gateway.log" >&2; cat "$run/gateway.log" >&2; exit 1; }
 
