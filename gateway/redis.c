@@ -162,13 +162,18 @@ static void send_handshake(wr_redis_t *r)
     redisAsyncCommandArgv(r->ac, on_reply, track(r, on_handshake_reply, r), 1, (const char *[]){"PING"}, NULL);
 }
 
+static void on_retry(uv_timer_t *t)
+{
+    connect_now(t->data);
+}
+
 static void schedule_retry(wr_redis_t *r)
 {
     uint64_t delay = 50u << (r->failures < 6 ? r->failures : 6);
     if (delay > 2000)
         delay = 2000;
     r->failures++;
-    uv_timer_start(&r->retry, (uv_timer_cb)connect_now, delay, 0);
+    uv_timer_start(&r->retry, on_retry, delay, 0);
 }
 
 static void on_connect(const redisAsyncContext *ac, int status)
@@ -227,8 +232,19 @@ static void on_watchdog(uv_timer_t *t)
     if (r->ac == NULL || r->head == NULL)
         return;
     if (wr_mono_ms() - r->head->sent_ms > r->conf->redis.command_timeout_ms) {
+        redisAsyncContext *ac = r->ac;
         wr_error("redis %s: no reply in %lld ms; reconnecting", r->name, (long long)r->conf->redis.command_timeout_ms);
-        redisAsyncDisconnect(r->ac);
+        /* redisAsyncDisconnect would wait for the replies that are not
+         * coming: free the context instead, which fails every pending
+         * command now. */
+        redisAsyncFree(ac);
+        if (r->ac == ac) {
+            /* hiredis did not call on_disconnect (it only does for
+             * connections it saw complete); do its work here. */
+            r->ac = NULL;
+            set_up(r, 0);
+            schedule_retry(r);
+        }
     }
 }
 

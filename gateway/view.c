@@ -6,15 +6,17 @@
  * end), and the highest serving counter seen. Entries leave the table once
  * both times have passed (a sweep each second rebuilds it).
  *
- * Why it can be trusted. Every change it holds only grows: admissions add
- * entries, early ends add tombstones that win over admissions, serving only
- * rises, and session ends are times the view compares with the clock. So
- * the order in which a snapshot and channel messages arrive does not matter,
- * and replaying either is harmless. What cannot be tolerated is a gap: a
- * message lost while the subscription was down. So the view counts as
- * trusted only from the moment a snapshot, requested after the subscription
- * was confirmed, has arrived for every room, until the subscriber connection
- * drops. In between, callers ask Redis.
+ * Why it can be trusted. Within one subscription every change only grows:
+ * admissions add entries, early ends add tombstones that win over
+ * admissions, serving only rises, and session ends are times the view
+ * compares with the clock. So the order in which a snapshot and channel
+ * messages arrive does not matter, and replaying either is harmless. What
+ * cannot be tolerated is a gap: a message lost while the subscription was
+ * down. So the view counts as trusted only from the moment a snapshot,
+ * requested after the subscription was confirmed, has arrived for every
+ * room, until the subscriber connection drops. In between, callers ask
+ * Redis. Each new subscription starts from an empty view, which its
+ * snapshot rebuilds (Redis may have restarted and lost its data).
  *
  * Redis keys touched: the rooms' events channels (SUBSCRIBE), and active,
  * revoked and serving through the snapshot script; the status script for
@@ -324,10 +326,17 @@ static void on_subscriber_link(wr_redis_t *r, int up, void *data)
     wr_view_t *v = data;
     const char *channels[64];
 
+    /* Start again from nothing: the snapshot that follows the new
+     * subscription rebuilds the view. Keeping the old one would be wrong if
+     * Redis lost its data (restarted without persistence): users it no longer
+     * counts as ACTIVE would still be let through, and a serving counter
+     * higher than Redis's would send every new joiner to the back again. */
     v->subscribed = 0;
     v->epoch++;
-    for (size_t i = 0; i < v->gw->num_rooms; i++)
-        v->rooms[i].snapshot_ok = 0;
+    for (size_t i = 0; i < v->gw->num_rooms; i++) {
+        free(v->rooms[i].table.slots);
+        memset(&v->rooms[i], 0, sizeof(v->rooms[i]));
+    }
     check_trusted(v);
     if (!up)
         return;
