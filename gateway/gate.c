@@ -27,6 +27,7 @@
 #include "log.h"
 #include "position.h"
 #include "respond.h"
+#include "verify_cache.h"
 #include "view.h"
 
 typedef struct wr_gate_s {
@@ -178,7 +179,7 @@ static int on_req(h2o_handler_t *_self, h2o_req_t *req)
         join(self, req);
         return 0;
     }
-    res = wr_token_verify(gw->conf, token.base, token.len, now, self->room->conf->session_duration_ms, &claims);
+    res = wr_verify_cached(gw->verified, token.base, token.len, now, self->room->conf->session_duration_ms, &claims);
     if (res == WR_TOKEN_VALID && strcmp(claims.aud, self->room->conf->name) != 0)
         res = WR_TOKEN_BAD_AUDIENCE;
     if (res != WR_TOKEN_VALID) {

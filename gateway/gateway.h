@@ -37,6 +37,7 @@ typedef struct wr_gateway_s {
 
     wr_redis_t *redis;       /* the command connection, owned */
     struct wr_view_s *view;  /* owned */
+    struct wr_verify_cache_s *verified; /* owned */
 
     wr_gw_room_t *rooms; /* owned, one per configured room, same order */
     size_t num_rooms;

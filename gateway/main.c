@@ -22,6 +22,7 @@
 
 #include "gateway.h"
 #include "log.h"
+#include "verify_cache.h"
 #include "view.h"
 
 #include "gateway/page_html.h"
@@ -262,6 +263,7 @@ int main(int argc, char **argv)
 
     gw.redis = wr_redis_new(gw.loop, gw.conf, "commands", 1, on_command_link, NULL);
     gw.view = wr_view_new(&gw);
+    gw.verified = wr_verify_cache_new(gw.conf, 14);
 
     uv_signal_init(gw.loop, &sigterm);
     uv_signal_start(&sigterm, on_signal, SIGTERM);

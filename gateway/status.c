@@ -20,6 +20,7 @@
 #include "log.h"
 #include "position.h"
 #include "respond.h"
+#include "verify_cache.h"
 #include "view.h"
 
 typedef struct wr_endpoint_s {
@@ -49,7 +50,7 @@ static int authenticate(wr_gateway_t *gw, h2o_req_t *req, wr_claims_t *claims, w
         wr_respond_error(req, 400, "missing_token", NULL);
         return WR_DECLINED;
     }
-    res = wr_token_verify(gw->conf, token.base, token.len, wr_now_ms(), gw->max_session_ms, claims);
+    res = wr_verify_cached(gw->verified, token.base, token.len, wr_now_ms(), gw->max_session_ms, claims);
     *room = res == WR_TOKEN_VALID ? wr_gateway_room(gw, claims->aud) : NULL;
     if (res == WR_TOKEN_VALID && (*room == NULL || (cookie_room != NULL && cookie_room != *room)))
         res = WR_TOKEN_BAD_AUDIENCE;
