@@ -13,13 +13,13 @@
  * Ownership: the wr_gateway_t lives for the whole process and owns the
  * config, the connections and the view.
  */
-#include <getopt.h>
 #include <netdb.h>
 #include <signal.h>
 #include <stdio.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "gateway.h"
 #include "log.h"
 #include "verify_cache.h"
@@ -175,54 +175,21 @@ static int setup_rooms(void)
     return WR_OK;
 }
 
-static void usage(FILE *fp)
-{
-    fprintf(fp, "usage: waitroom-gateway -c FILE [-t]\n"
-                "  -c, --config FILE  the configuration file (JSON)\n"
-                "  -t, --test         check the configuration and exit\n"
-                "  -v, --version      print the version and exit\n"
-                "      --config-reference  print every setting (Markdown) and exit\n"
-                "  -h, --help         print this help\n");
-}
-
 int main(int argc, char **argv)
 {
-    static const struct option longopts[] = {{"config", required_argument, NULL, 'c'},
-                                             {"test", no_argument, NULL, 't'},
-                                             {"version", no_argument, NULL, 'v'},
-                                             {"help", no_argument, NULL, 'h'},
-                                             {"config-reference", no_argument, NULL, 'R'},
-                                             {NULL, 0, NULL, 0}};
-    const char *path = NULL;
-    int test_only = 0, ch;
+    wr_cli_t cli;
+    const char *path;
     char err[1024];
 
-    while ((ch = getopt_long(argc, argv, "c:tvh", longopts, NULL)) != -1) {
-        switch (ch) {
-        case 'c':
-            path = optarg;
-            break;
-        case 't':
-            test_only = 1;
-            break;
-        case 'v':
-            printf("waitroom-gateway %s\n", PACKAGE_VERSION);
-            return 0;
-        case 'R':
-            wr_config_write_reference(stdout);
-            return 0;
-        case 'h':
-            usage(stdout);
-            return 0;
-        default:
-            usage(stderr);
-            return 1;
-        }
-    }
-    if (path == NULL || optind != argc) {
-        usage(stderr);
+    switch (wr_cli_parse(argc, argv, "waitroom-gateway", &cli)) {
+    case WR_OK:
+        break;
+    case WR_DECLINED:
+        return 0;
+    default:
         return 1;
     }
+    path = cli.config_path;
     if ((gw.conf = wr_config_load(path, err, sizeof(err))) == NULL) {
         fprintf(stderr, "%s\n", err);
         return 1;
@@ -236,7 +203,7 @@ int main(int argc, char **argv)
     } else {
         gw.page = h2o_iovec_init(wr_page_html, sizeof(wr_page_html) - 1);
     }
-    if (test_only) {
+    if (cli.test_only) {
         printf("%s: configuration is valid\n", path);
         return 0;
     }

@@ -10,13 +10,12 @@
  *
  * Signals: SIGTERM and SIGINT finish the current tick and exit 0.
  */
-#include <errno.h>
-#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <time.h>
 
 #include "admit.h"
+#include "cli.h"
 #include "config.h"
 #include "log.h"
 #include "store.h"
@@ -26,15 +25,6 @@ static volatile sig_atomic_t terminating;
 static void on_signal(int sig)
 {
     terminating = 1;
-}
-
-static void usage(FILE *fp)
-{
-    fprintf(fp, "usage: waitroom-worker -c FILE [-t]\n"
-                "  -c, --config FILE  the configuration file (JSON)\n"
-                "  -t, --test         check the configuration and exit\n"
-                "  -v, --version      print the version and exit\n"
-                "  -h, --help         print this help\n");
 }
 
 static void sleep_until(const struct timespec *deadline)
@@ -55,47 +45,29 @@ static void add_ms(struct timespec *ts, int64_t ms)
 
 int main(int argc, char **argv)
 {
-    static const struct option longopts[] = {{"config", required_argument, NULL, 'c'},
-                                             {"test", no_argument, NULL, 't'},
-                                             {"version", no_argument, NULL, 'v'},
-                                             {"help", no_argument, NULL, 'h'},
-                                             {NULL, 0, NULL, 0}};
-    const char *path = NULL;
-    int test_only = 0, ch, failures = 0;
+    wr_cli_t cli;
+    const char *path;
+    int failures = 0;
     char err[1024];
     wr_config_t *conf;
     wr_admit_t admit;
     struct timespec next, now;
     struct sigaction sa;
 
-    while ((ch = getopt_long(argc, argv, "c:tvh", longopts, NULL)) != -1) {
-        switch (ch) {
-        case 'c':
-            path = optarg;
-            break;
-        case 't':
-            test_only = 1;
-            break;
-        case 'v':
-            printf("waitroom-worker %s\n", PACKAGE_VERSION);
-            return 0;
-        case 'h':
-            usage(stdout);
-            return 0;
-        default:
-            usage(stderr);
-            return 1;
-        }
-    }
-    if (path == NULL || optind != argc) {
-        usage(stderr);
+    switch (wr_cli_parse(argc, argv, "waitroom-worker", &cli)) {
+    case WR_OK:
+        break;
+    case WR_DECLINED:
+        return 0;
+    default:
         return 1;
     }
+    path = cli.config_path;
     if ((conf = wr_config_load(path, err, sizeof(err))) == NULL) {
         fprintf(stderr, "%s\n", err);
         return 1;
     }
-    if (test_only) {
+    if (cli.test_only) {
         printf("%s: configuration is valid\n", path);
         wr_config_free(conf);
         return 0;
