@@ -94,8 +94,10 @@ exit:
 static void join(wr_gate_t *self, h2o_req_t *req)
 {
     wr_gate_op_t *op = wr_pending_new(req, sizeof(*op));
-    const char *keys[] = {self->room->keys.queue, self->room->keys.seq, self->room->keys.serving};
-    const char *args[1];
+    const char *keys[] = {self->room->keys.queue, self->room->keys.seq, self->room->keys.serving,
+                          self->room->keys.deadline};
+    const char *args[2];
+    char grace[24];
 
     op->self = self;
     op->claims.type = WR_TOKEN_QUEUE;
@@ -105,8 +107,10 @@ static void join(wr_gate_t *self, h2o_req_t *req)
         wr_pending_free(&op->pending);
         return;
     }
+    snprintf(grace, sizeof(grace), "%" PRId64, self->room->conf->abandon_grace_ms);
     args[0] = op->claims.sub;
-    if (wr_redis_script(self->gw->redis, &wr_script_join, keys, 1, args, on_joined, op) != WR_OK) {
+    args[1] = grace;
+    if (wr_redis_script(self->gw->redis, &wr_script_join, keys, 2, args, on_joined, op) != WR_OK) {
         wr_respond_unavailable(req);
         wr_pending_free(&op->pending);
     }

@@ -181,7 +181,8 @@ static int on_leave(h2o_handler_t *_self, h2o_req_t *req)
     if (authenticate(gw, req, &claims, &room) != WR_OK)
         return 0;
     wr_status_op_t *op = wr_pending_new(req, sizeof(*op));
-    const char *keys[] = {room->keys.queue, room->keys.active, room->keys.revoked, room->keys.events};
+    const char *keys[] = {room->keys.queue, room->keys.active, room->keys.revoked, room->keys.events,
+                          room->keys.deadline};
     const char *args[] = {claims.sub};
     op->gw = gw;
     op->room = room;

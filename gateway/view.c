@@ -274,7 +274,10 @@ static void apply_uid_list(wr_view_room_t *r, json_t *list, int64_t when,
     }
 }
 
-/* Applies one event: {"serving":S,"ends":E,"admitted":[uid...]} or {"revoked":[uid],"ends":E}. */
+/*
+ * Applies one event: {"serving":S,"ends":E,"admitted":[uid...],"dropped":[uid...],"dropped_until":T}
+ * from a tick, or {"revoked":[uid],"ends":E} from an early end.
+ */
 static void on_event(wr_view_t *v, int room, const char *payload, size_t len)
 {
     wr_view_room_t *r = &v->rooms[room];
@@ -293,6 +296,8 @@ static void on_event(wr_view_t *v, int room, const char *payload, size_t len)
         apply_uid_list(r, x, ends, note_active);
     if ((x = json_object_get(msg, "revoked")) != NULL && json_is_array(x))
         apply_uid_list(r, x, ends, note_revoked);
+    if ((x = json_object_get(msg, "dropped")) != NULL && json_is_array(x))
+        apply_uid_list(r, x, (int64_t)json_number_value(json_object_get(msg, "dropped_until")), note_revoked);
 exit:
     json_decref(msg);
 }

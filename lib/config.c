@@ -260,6 +260,16 @@ static const setting_t gateway_settings[] = {
      .help = "HTML file to serve as the waiting page instead of the built-in one; must be readable."},
     {"poll_interval", FIELD_DURATION(gateway_conf_t, poll_interval_ms, SECOND), .def = "\"3s\"", .min = SECOND,
      .max = MINUTE, .help = "How often the waiting page asks for the user's place in line."},
+    {"processes", FIELD_INT(gateway_conf_t, processes), .def = "0", .min = 0, .max = 64,
+     .help = "Gateway processes a master forks, sharing the listeners (SO_REUSEPORT); 0: one per core."},
+    {"push_listen", FIELD_ARRAY(gateway_conf_t, push_listen, num_push_listen, wr_listen_t, listen_section),
+     .def = "[]", .min = 0, .max = 16, .help = "Addresses the WebSocket listener accepts on; none: WebSocket off."},
+    {"events_path", FIELD_STR(gateway_conf_t, events_path), .flags = F_ROUTE, .def = "\"/queue/events\"", .min = 1,
+     .max = 256, .rule = &rule_route, .help = "Path of the Server-Sent Events stream of the user's place in line."},
+    {"ws_path", FIELD_STR(gateway_conf_t, ws_path), .def = "\"/queue/ws\"", .min = 1, .max = 256,
+     .rule = &rule_route, .help = "Path of the WebSocket stream of the user's place in line, on push_listen."},
+    {"heartbeat_interval", FIELD_DURATION(gateway_conf_t, heartbeat_interval_ms, SECOND), .def = "\"15s\"",
+     .min = SECOND, .max = 5 * MINUTE, .help = "Period of SSE heartbeat comments and WebSocket pings."},
 };
 static const section_t gateway_section = {gateway_settings, WR_ARRAY_SIZE(gateway_settings), check_gateway, NULL};
 
@@ -309,6 +319,9 @@ static const setting_t room_settings[] = {
      .min = SECOND, .max = DAY, .help = "Length of an admitted user's session (the admission token's lifetime)."},
     {"queueing_status_code", FIELD_ENUM_INT(wr_room_t, queueing_status_code, status_codes), .flags = F_MUTABLE,
      .def = "202", .help = "HTTP status code of the waiting page."},
+    {"abandon_grace", FIELD_DURATION(wr_room_t, abandon_grace_ms, SECOND), .flags = F_MUTABLE, .def = "\"30s\"",
+     .min = 2 * SECOND, .max = HOUR,
+     .help = "A waiting user with no open push connection, not seen for this long, loses their place."},
 };
 static const section_t room_section = {room_settings, WR_ARRAY_SIZE(room_settings), NULL, NULL};
 

@@ -51,6 +51,7 @@ typedef struct wr_room_s {
     int64_t new_users_per_minute;
     int64_t session_duration_ms;
     int queueing_status_code; /* 200, 202 or 429 */
+    int64_t abandon_grace_ms; /* a waiting user unseen this long loses their place */
 } wr_room_t;
 
 typedef struct wr_config_s {
@@ -79,6 +80,12 @@ typedef struct wr_config_s {
         char *user_header;  /* header telling the backend who the user is */
         char *page_template;
         int64_t poll_interval_ms;
+        int processes;           /* 0: one per core */
+        wr_listen_t *push_listen; /* WebSocket listeners (libwebsockets); none: WebSocket off */
+        size_t num_push_listen;
+        char *events_path;       /* SSE */
+        char *ws_path;           /* WebSocket, on the push listeners */
+        int64_t heartbeat_interval_ms;
     } gateway;
 
     struct {

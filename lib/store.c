@@ -15,7 +15,19 @@
  *                           gateway that reloads its view still refuses it)
  *   wr:{R}:credit   hash    credit (float, users) and at (ms): the token
  *                           bucket behind new_users_per_minute
- *   wr:{R}:events   channel one JSON message per admitting tick or early end
+ *   wr:{R}:deadline zset    WAITING users: member uid, score the time (ms) by
+ *                           which they must show a sign of life (a push
+ *                           connection, a poll) or lose their place
+ *   wr:{R}:events   channel one JSON message per tick that admitted or
+ *                           dropped someone, and one per early end
+ *
+ * Abandonment. A user who joins gets a deadline of now + abandon_grace.
+ * Gateways push it forward in batches (the touch script): while the user
+ * holds a push connection, when it closes, and when the user polls. The
+ * admit script drops users whose deadline has passed (a bounded number per
+ * tick), so leavers do not stall the line, and records them as tombstones
+ * in revoked until their queue token expires, so that every gateway tells a
+ * returning leaver at once that the place is gone.
  *
  * Position. A user's place is the queue number q handed out at join; the
  * worker admits in q order and records the last admitted q as serving, so a
@@ -44,6 +56,7 @@ void wr_store_room_keys(const char *room, wr_room_keys_t *k)
     snprintf(k->revoked, sizeof(k->revoked), "wr:{%s}:revoked", room);
     snprintf(k->credit, sizeof(k->credit), "wr:{%s}:credit", room);
     snprintf(k->events, sizeof(k->events), "wr:{%s}:events", room);
+    snprintf(k->deadline, sizeof(k->deadline), "wr:{%s}:deadline", room);
 }
 
 /* Milliseconds from Redis's clock; every script that needs "now" uses it. */
@@ -52,18 +65,37 @@ void wr_store_room_keys(const char *room, wr_room_keys_t *k)
     "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
 
 /*
- * KEYS: queue seq serving
- * ARGV: uid
+ * KEYS: queue seq serving deadline
+ * ARGV: uid abandon_grace_ms
  * A uid already in line keeps its number: joining is idempotent.
  */
 wr_script_t wr_script_join = {"join",
                               "local q = redis.call('ZSCORE', KEYS[1], ARGV[1])\n"
                               "if not q then\n"
                               "  q = redis.call('INCR', KEYS[2])\n"
-                              "  redis.call('ZADD', KEYS[1], q, ARGV[1])\n"
+                              "  redis.call('ZADD', KEYS[1], q, ARGV[1])\n" LUA_NOW
+                              "  redis.call('ZADD', KEYS[4], now + tonumber(ARGV[2]), ARGV[1])\n"
                               "end\n"
                               "return {tonumber(q), tonumber(redis.call('GET', KEYS[3]) or '0')}\n",
-                              3};
+                              4};
+
+/*
+ * KEYS: deadline
+ * ARGV: extend_ms uid...
+ * Sets each listed user's deadline to now + extend_ms, but only for users
+ * still waiting (XX: an admitted or dropped user is not brought back).
+ */
+wr_script_t wr_script_touch = {"touch",
+                               LUA_NOW "local ends = now + tonumber(ARGV[1])\n"
+                                       "local args, n = {}, 0\n"
+                                       "for i = 2, #ARGV do\n"
+                                       "  args[#args + 1] = ends\n"
+                                       "  args[#args + 1] = ARGV[i]\n"
+                                       "  if #args >= 1000 then n = n + redis.call('ZADD', KEYS[1], 'XX', 'CH', unpack(args)); args = {} end\n"
+                                       "end\n"
+                                       "if #args > 0 then n = n + redis.call('ZADD', KEYS[1], 'XX', 'CH', unpack(args)) end\n"
+                                       "return n\n",
+                               1};
 
 /*
  * KEYS: queue active serving
@@ -79,12 +111,14 @@ wr_script_t wr_script_status = {"status",
                                 3};
 
 /*
- * KEYS: queue active serving revoked credit events
- * ARGV: total_active_users new_users_per_minute session_ms
+ * KEYS: queue active serving revoked credit events deadline
+ * ARGV: total_active_users new_users_per_minute session_ms tombstone_ms max_drop
  *
  * One tick for one room: end the sessions whose time is up (their slots free
- * at once), then admit up to min(credit, total_active_users - active) users in
- * queue-number order. The credit is a token bucket filled at
+ * at once); drop up to max_drop waiting users whose liveness deadline has
+ * passed (tombstoned in revoked for tombstone_ms, the queue token's
+ * lifetime); then admit up to min(credit, total_active_users - active) users
+ * in queue-number order. The credit is a token bucket filled at
  * new_users_per_minute from the time elapsed since the previous tick of any
  * worker, and capped at one second's worth (at least one user), so that two
  * workers running side by side admit no faster than one and a stalled worker
@@ -99,6 +133,16 @@ wr_script_t wr_script_admit = {
             "local session = tonumber(ARGV[3])\n"
             "local expired = redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)\n"
             "redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)\n"
+            "local dropped = redis.call('ZRANGEBYSCORE', KEYS[7], '-inf', now, 'LIMIT', 0, tonumber(ARGV[5]))\n"
+            "local until_ms = now + tonumber(ARGV[4])\n"
+            "for i = 1, #dropped, 500 do\n"
+            "  local chunk = {unpack(dropped, i, math.min(i + 499, #dropped))}\n"
+            "  redis.call('ZREM', KEYS[1], unpack(chunk))\n"
+            "  redis.call('ZREM', KEYS[7], unpack(chunk))\n"
+            "  local t = {}\n"
+            "  for j = 1, #chunk do t[#t + 1] = until_ms; t[#t + 1] = chunk[j] end\n"
+            "  redis.call('ZADD', KEYS[4], unpack(t))\n"
+            "end\n"
             "local active = redis.call('ZCARD', KEYS[2])\n"
             "local c = redis.call('HMGET', KEYS[5], 'credit', 'at')\n"
             "local credit = tonumber(c[1]) or 0\n"
@@ -112,9 +156,9 @@ wr_script_t wr_script_admit = {
             "if n > limit - active then n = limit - active end\n"
             "local serving = tonumber(redis.call('GET', KEYS[3]) or '0')\n"
             "local admitted = {}\n"
+            "local ends = now + session\n"
             "if n > 0 then\n"
             "  local popped = redis.call('ZPOPMIN', KEYS[1], n)\n"
-            "  local ends = now + session\n"
             "  local args = {}\n"
             "  for i = 1, #popped, 2 do\n"
             "    admitted[#admitted + 1] = popped[i]\n"
@@ -125,18 +169,26 @@ wr_script_t wr_script_admit = {
             "    if #args >= 1000 then redis.call('ZADD', KEYS[2], unpack(args)); args = {} end\n"
             "  end\n"
             "  if #args > 0 then redis.call('ZADD', KEYS[2], unpack(args)) end\n"
+            "  for i = 1, #admitted, 500 do\n"
+            "    redis.call('ZREM', KEYS[7], unpack(admitted, i, math.min(i + 499, #admitted)))\n"
+            "  end\n"
             "  if #admitted > 0 then\n"
             "    credit = credit - #admitted\n"
             "    redis.call('SET', KEYS[3], serving)\n"
-            "    redis.call('PUBLISH', KEYS[6], cjson.encode({serving = serving, ends = ends, ts = now, admitted = admitted}))\n"
             "  end\n"
             "end\n"
+            "if #admitted > 0 or #dropped > 0 then\n"
+            "  local msg = {serving = serving, ends = ends, ts = now}\n"
+            "  if #admitted > 0 then msg.admitted = admitted end\n"
+            "  if #dropped > 0 then msg.dropped = dropped; msg.dropped_until = until_ms end\n"
+            "  redis.call('PUBLISH', KEYS[6], cjson.encode(msg))\n"
+            "end\n"
             "redis.call('HSET', KEYS[5], 'credit', tostring(credit), 'at', now)\n"
-            "return {#admitted, expired, active + #admitted, serving}\n",
-    6};
+            "return {#admitted, expired, active + #admitted, serving, #dropped}\n",
+    7};
 
 /*
- * KEYS: queue active revoked events
+ * KEYS: queue active revoked events deadline
  * ARGV: uid
  * Ending a session frees its slot at once and leaves a tombstone until the
  * session would have ended, announced on the room's channel, so that every
@@ -145,6 +197,7 @@ wr_script_t wr_script_admit = {
 wr_script_t wr_script_leave = {
     "leave",
     "local left = redis.call('ZREM', KEYS[1], ARGV[1])\n"
+    "redis.call('ZREM', KEYS[5], ARGV[1])\n"
     "local e = redis.call('ZSCORE', KEYS[2], ARGV[1])\n"
     "if e then\n"
     "  redis.call('ZREM', KEYS[2], ARGV[1])\n"
@@ -153,7 +206,7 @@ wr_script_t wr_script_leave = {
     "  return 2\n"
     "end\n"
     "return left\n",
-    4};
+    5};
 
 /*
  * KEYS: active revoked serving
@@ -166,8 +219,8 @@ wr_script_t wr_script_snapshot = {"snapshot",
                                           "  redis.call('ZRANGEBYSCORE', KEYS[2], now + 1, '+inf', 'WITHSCORES')}\n",
                                   3};
 
-wr_script_t *const wr_scripts[] = {&wr_script_join, &wr_script_status, &wr_script_admit, &wr_script_leave,
-                                   &wr_script_snapshot};
+wr_script_t *const wr_scripts[] = {&wr_script_join,  &wr_script_touch,   &wr_script_status,
+                                   &wr_script_admit, &wr_script_leave,   &wr_script_snapshot};
 const size_t wr_num_scripts = WR_ARRAY_SIZE(wr_scripts);
 
 void wr_store_init(void)

@@ -23,6 +23,7 @@ typedef struct wr_room_keys_s {
     char revoked[WR_KEY_MAX]; /* ZSET uid -> tombstone end, for sessions ended early */
     char credit[WR_KEY_MAX];  /* HASH credit, at: the admission rate's token bucket */
     char events[WR_KEY_MAX];  /* pub/sub channel: one message per tick that changed something */
+    char deadline[WR_KEY_MAX]; /* ZSET uid -> ms by which a waiting user must show a sign of life */
 } wr_room_keys_t;
 
 /* Fills keys for room (a validated room name). */
@@ -37,16 +38,18 @@ typedef struct wr_script_s {
 
 /*
  * The scripts. Each comment in store.c gives KEYS, ARGV and the reply.
- *   join:     enqueue a user once; reply {q, serving}
+ *   join:     enqueue a user once, with a liveness deadline; reply {q, serving}
+ *   touch:    push the liveness deadlines of waiting users forward; reply: how many
  *   status:   a user's state; reply {state, n, serving} (state 2 ACTIVE n=session end ms,
  *             1 WAITING n=queue number, 0 neither)
- *   admit:    one worker tick for one room; reply {admitted, expired, active, serving}
+ *   admit:    one worker tick for one room; reply {admitted, expired, active, serving, dropped}
  *   leave:    a user leaves the line or ends the session early; reply 2 (ended a session),
  *             1 (left the line) or 0 (unknown)
  *   snapshot: what a gateway needs to trust its local view; reply {serving, now_ms,
  *             {uid, end, ...} active, {uid, end, ...} revoked}
  */
-extern wr_script_t wr_script_join, wr_script_status, wr_script_admit, wr_script_leave, wr_script_snapshot;
+extern wr_script_t wr_script_join, wr_script_touch, wr_script_status, wr_script_admit, wr_script_leave,
+    wr_script_snapshot;
 extern wr_script_t *const wr_scripts[];
 extern const size_t wr_num_scripts;
 

@@ -94,13 +94,15 @@ int wr_admit_connect(wr_admit_t *a)
 
 static void append_admit(wr_admit_t *a, wr_admit_room_t *r)
 {
-    char limit[24], rate[24], session[24];
+    char limit[24], rate[24], session[24], tombstone[24];
     snprintf(limit, sizeof(limit), "%" PRId64, r->conf->total_active_users);
     snprintf(rate, sizeof(rate), "%" PRId64, r->conf->new_users_per_minute);
     snprintf(session, sizeof(session), "%" PRId64, r->conf->session_duration_ms);
-    const char *argv[] = {"EVALSHA", wr_script_admit.sha, "6",
-                          r->keys.queue, r->keys.active, r->keys.serving, r->keys.revoked, r->keys.credit,
-                          r->keys.events, limit, rate, session};
+    snprintf(tombstone, sizeof(tombstone), "%" PRId64, a->conf->tokens.queue_token_ttl_ms);
+    const char *argv[] = {"EVALSHA",         wr_script_admit.sha, "7",           r->keys.queue,
+                          r->keys.active,    r->keys.serving,     r->keys.revoked, r->keys.credit,
+                          r->keys.events,    r->keys.deadline,    limit,         rate,
+                          session,           tombstone,           WR_ADMIT_MAX_DROP};
     redisAppendCommandArgv(a->redis, WR_ARRAY_SIZE(argv), argv, NULL);
 }
 
@@ -121,7 +123,7 @@ static int read_admit(wr_admit_t *a, wr_admit_room_t *r)
             wr_error("room \"%s\": admit script failed: \"%s\"", r->conf->name, reply->str);
         goto exit;
     }
-    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 4) {
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 5) {
         wr_error("room \"%s\": admit script gave an unexpected reply", r->conf->name);
         goto exit;
     }
@@ -129,10 +131,12 @@ static int read_admit(wr_admit_t *a, wr_admit_room_t *r)
     r->expired = reply->element[1]->integer;
     r->active = reply->element[2]->integer;
     r->serving = reply->element[3]->integer;
+    r->dropped = reply->element[4]->integer;
     r->total_admitted += (uint64_t)r->admitted;
-    if (r->admitted != 0 || r->expired != 0)
-        wr_debug("room \"%s\": admitted %" PRId64 ", expired %" PRId64 ", active %" PRId64 ", serving %" PRId64,
-                 r->conf->name, r->admitted, r->expired, r->active, r->serving);
+    if (r->admitted != 0 || r->expired != 0 || r->dropped != 0)
+        wr_debug("room \"%s\": admitted %" PRId64 ", expired %" PRId64 ", dropped %" PRId64 ", active %" PRId64
+                 ", serving %" PRId64,
+                 r->conf->name, r->admitted, r->expired, r->dropped, r->active, r->serving);
     ret = WR_OK;
 exit:
     freeReplyObject(reply);

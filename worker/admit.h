@@ -14,11 +14,14 @@
 #include "config.h"
 #include "store.h"
 
+/* Most abandoned users one tick drops per room: bounds a tick's work after a mass exodus. */
+#define WR_ADMIT_MAX_DROP "1000"
+
 typedef struct wr_admit_room_s {
     const wr_room_t *conf; /* borrowed from the config, which outlives the worker */
     wr_room_keys_t keys;
     /* What the last tick reported, for logs. */
-    int64_t admitted, expired, active, serving;
+    int64_t admitted, expired, active, serving, dropped;
     uint64_t total_admitted;
 } wr_admit_room_t;
 
