@@ -38,6 +38,9 @@ typedef struct wr_gateway_s {
     wr_redis_t *redis;       /* the command connection, owned */
     struct wr_view_s *view;  /* owned */
     struct wr_verify_cache_s *verified; /* owned */
+    struct wr_presence_s *presence;     /* owned */
+    struct wr_push_s *push;             /* owned */
+    struct wr_ws_s *ws;                 /* owned; NULL without push_listen */
 
     wr_gw_room_t *rooms; /* owned, one per configured room, same order */
     size_t num_rooms;
@@ -56,5 +59,9 @@ void wr_gate_register(h2o_pathconf_t *pathconf, wr_gateway_t *gw, wr_gw_room_t *
 void wr_status_register(h2o_pathconf_t *pathconf, wr_gateway_t *gw);
 void wr_leave_register(h2o_pathconf_t *pathconf, wr_gateway_t *gw);
 void wr_health_register(h2o_pathconf_t *pathconf, wr_gateway_t *gw);
+void wr_sse_register(h2o_pathconf_t *pathconf, wr_gateway_t *gw);
+/* Starts and stops the SSE heartbeat timer. */
+void wr_sse_start(wr_gateway_t *gw);
+void wr_sse_stop(void);
 
 #endif

@@ -1,17 +1,22 @@
 /*
- * main.c: the waitroom-gateway process.
+ * main.c: the waitroom-gateway program.
  *
- * Sets up one libuv loop and puts on it: h2o (the HTTP listeners, the
- * rooms' gate and proxy handlers, the status, leave and health endpoints),
- * the Redis command connection and the view's subscriber connection. Then
+ * Reads the config, then runs gateway processes: with processes > 1 a
+ * master (master.c) forks and supervises them, else this process is the
+ * only one. Each gateway process sets up one libuv loop and puts on it: h2o
+ * (the HTTP listeners, the rooms' gate and proxy handlers, the status,
+ * leave, events and health endpoints), libwebsockets (the push listeners),
+ * the Redis command connection and the view's subscriber connection; then
  * it runs the loop until SIGTERM or SIGINT.
  *
- * Listeners are opened with SO_REUSEPORT, so several gateway processes on
- * one machine can each have their own socket on the same port and the
- * kernel spreads connections among them.
+ * A process opens its listeners only once it can serve: its Redis command
+ * connection is up and its view live (or, if Redis is away, after
+ * WR_READY_WAIT_MS, to answer 503s and health checks). So the kernel never
+ * hands a connection to a sibling that is still starting. Listeners use
+ * SO_REUSEPORT, so every process has its own socket on the same port.
  *
  * Ownership: the wr_gateway_t lives for the whole process and owns the
- * config, the connections and the view.
+ * config, the connections, the view and the push hub.
  */
 #include <netdb.h>
 #include <signal.h>
@@ -23,13 +28,20 @@
 #include "gateway.h"
 #include "log.h"
 #include "verify_cache.h"
+#include "master.h"
+#include "presence.h"
+#include "push.h"
 #include "view.h"
+#include "ws.h"
 
 #include "gateway/page_html.h"
 
+#define WR_READY_WAIT_MS 5000
+
 static wr_gateway_t gw;
 static uv_signal_t sigterm, sigint;
-static uv_timer_t drain;
+static uv_timer_t drain, ready;
+static int64_t started_ms;
 
 wr_gw_room_t *wr_gateway_room(wr_gateway_t *g, const char *aud)
 {
@@ -115,6 +127,8 @@ static int open_listener(const wr_listen_t *l, uv_tcp_t *tcp)
 static void on_command_link(wr_redis_t *r, int up, void *data)
 {
     wr_view_on_command_link(gw.view, up);
+    if (up)
+        wr_presence_refresh_all(gw.presence);
 }
 
 static void on_drained(uv_timer_t *t)
@@ -127,14 +141,42 @@ static void on_signal(uv_signal_t *s, int signum)
     wr_info("stopping on signal %d", signum);
     uv_signal_stop(&sigterm);
     uv_signal_stop(&sigint);
-    for (size_t i = 0; i < gw.conf->gateway.num_listen; i++)
-        uv_close((uv_handle_t *)&gw.listeners[i], NULL);
+    if (uv_is_active((uv_handle_t *)&ready))
+        uv_timer_stop(&ready);
+    else
+        for (size_t i = 0; i < gw.conf->gateway.num_listen; i++)
+            uv_close((uv_handle_t *)&gw.listeners[i], NULL);
+    /* Waiting clients are told to reconnect (to a sibling, or to this
+     * gateway once it is back): their places are in Redis. */
+    wr_push_close_all(gw.push, "shutdown");
+    if (gw.ws != NULL)
+        wr_ws_free(gw.ws);
+    wr_sse_stop();
+    wr_presence_free(gw.presence);
     /* Pending Redis commands fail first (their requests get 503), while the view still exists. */
     wr_redis_free(gw.redis);
     wr_view_free(gw.view);
-    /* Requests already being proxied get a moment to finish. */
+    /* Requests already being proxied, and the final events, get a moment to finish. */
     uv_timer_init(gw.loop, &drain);
     uv_timer_start(&drain, on_drained, 250, 0);
+}
+
+/* Opens the listeners once the process can serve (see the top of this file). */
+static void on_ready_check(uv_timer_t *t)
+{
+    int can_serve = wr_redis_up(gw.redis) && wr_view_trusted(gw.view);
+    if (!can_serve && wr_mono_ms() - started_ms < WR_READY_WAIT_MS)
+        return;
+    uv_timer_stop(&ready);
+    if (!can_serve)
+        wr_warn("Redis is not reachable yet; listening anyway (requests that need it get 503)");
+    for (size_t i = 0; i < gw.conf->gateway.num_listen; i++)
+        if (open_listener(&gw.conf->gateway.listen[i], &gw.listeners[i]) != WR_OK)
+            exit(1);
+    if (gw.conf->gateway.num_push_listen > 0 && (gw.ws = wr_ws_new(&gw)) == NULL)
+        exit(1);
+    wr_info("listening on %s:%d%s%s", gw.conf->gateway.listen[0].host, gw.conf->gateway.listen[0].port,
+            gw.conf->gateway.num_listen > 1 ? " and more" : "", gw.ws != NULL ? ", WebSocket too" : "");
 }
 
 static int setup_rooms(void)
@@ -146,6 +188,7 @@ static int setup_rooms(void)
     wr_status_register(h2o_config_register_path(host, gw.conf->gateway.status_path, 0), &gw);
     wr_leave_register(h2o_config_register_path(host, gw.conf->gateway.leave_path, 0), &gw);
     wr_health_register(h2o_config_register_path(host, gw.conf->gateway.health_path, 0), &gw);
+    wr_sse_register(h2o_config_register_path(host, gw.conf->gateway.events_path, 0), &gw);
     for (size_t i = 0; i < gw.num_rooms; i++) {
         wr_gw_room_t *room = &gw.rooms[i];
         h2o_proxy_config_vars_t proxy = {.io_timeout = 30000, .keepalive_timeout = 2000};
@@ -175,11 +218,52 @@ static int setup_rooms(void)
     return WR_OK;
 }
 
+/* One gateway process: everything on one loop, until a signal stops it. */
+static int run_process(int index, void *arg)
+{
+    srandom((unsigned)(getpid() ^ wr_now_ms()));
+    wr_store_init();
+    signal(SIGPIPE, SIG_IGN);
+    gw.token_header = lowercase_dup(gw.conf->gateway.token_header);
+    gw.user_header = lowercase_dup(gw.conf->gateway.user_header);
+
+    h2o_config_init(&gw.globalconf);
+    if (setup_rooms() != WR_OK)
+        return 1;
+    gw.loop = uv_default_loop();
+    h2o_context_init(&gw.ctx, gw.loop, &gw.globalconf);
+    gw.accept_ctx.ctx = &gw.ctx;
+    gw.accept_ctx.hosts = gw.globalconf.hosts;
+    gw.listeners = wr_calloc(gw.conf->gateway.num_listen, sizeof(*gw.listeners));
+
+    gw.verified = wr_verify_cache_new(gw.conf, 14);
+    gw.push = wr_push_new(&gw);
+    gw.presence = wr_presence_new(&gw);
+    gw.redis = wr_redis_new(gw.loop, gw.conf, "commands", 1, on_command_link, NULL);
+    gw.view = wr_view_new(&gw);
+    wr_sse_start(&gw);
+
+    uv_signal_init(gw.loop, &sigterm);
+    uv_signal_start(&sigterm, on_signal, SIGTERM);
+    uv_signal_init(gw.loop, &sigint);
+    uv_signal_start(&sigint, on_signal, SIGINT);
+
+    started_ms = wr_mono_ms();
+    uv_timer_init(gw.loop, &ready);
+    uv_timer_start(&ready, on_ready_check, 0, 10);
+
+    wr_info("started: process %d, %zu room(s)", index, gw.num_rooms);
+    uv_run(gw.loop, UV_RUN_DEFAULT);
+    wr_info("stopped");
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     wr_cli_t cli;
     const char *path;
     char err[1024];
+    int nprocs;
 
     switch (wr_cli_parse(argc, argv, "waitroom-gateway", &cli)) {
     case WR_OK:
@@ -210,36 +294,8 @@ int main(int argc, char **argv)
 
     wr_log_init("gateway");
     wr_log_level = wr_log_level_from_name(gw.conf->log_level);
-    wr_store_init();
-    signal(SIGPIPE, SIG_IGN);
-    gw.token_header = lowercase_dup(gw.conf->gateway.token_header);
-    gw.user_header = lowercase_dup(gw.conf->gateway.user_header);
-
-    h2o_config_init(&gw.globalconf);
-    if (setup_rooms() != WR_OK)
-        return 1;
-    gw.loop = uv_default_loop();
-    h2o_context_init(&gw.ctx, gw.loop, &gw.globalconf);
-    gw.accept_ctx.ctx = &gw.ctx;
-    gw.accept_ctx.hosts = gw.globalconf.hosts;
-
-    gw.listeners = wr_calloc(gw.conf->gateway.num_listen, sizeof(*gw.listeners));
-    for (size_t i = 0; i < gw.conf->gateway.num_listen; i++)
-        if (open_listener(&gw.conf->gateway.listen[i], &gw.listeners[i]) != WR_OK)
-            return 1;
-
-    gw.redis = wr_redis_new(gw.loop, gw.conf, "commands", 1, on_command_link, NULL);
-    gw.view = wr_view_new(&gw);
-    gw.verified = wr_verify_cache_new(gw.conf, 14);
-
-    uv_signal_init(gw.loop, &sigterm);
-    uv_signal_start(&sigterm, on_signal, SIGTERM);
-    uv_signal_init(gw.loop, &sigint);
-    uv_signal_start(&sigint, on_signal, SIGINT);
-
-    wr_info("started: %zu room(s), listening on %s:%d%s", gw.num_rooms, gw.conf->gateway.listen[0].host,
-            gw.conf->gateway.listen[0].port, gw.conf->gateway.num_listen > 1 ? " and more" : "");
-    uv_run(gw.loop, UV_RUN_DEFAULT);
-    wr_info("stopped");
-    return 0;
+    nprocs = gw.conf->gateway.processes > 0 ? gw.conf->gateway.processes : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (nprocs > 1)
+        return wr_master_run(nprocs, run_process, NULL);
+    return run_process(0, NULL);
 }

@@ -296,12 +296,14 @@ int wr_redis_up(const wr_redis_t *r)
 int wr_redis_script(wr_redis_t *r, const wr_script_t *s, const char *const *keys, int nargs, const char *const *args,
                     wr_redis_cb cb, void *data)
 {
-    const char *argv[16];
+    const char *small[16], **argv = small;
     char nkeys[16];
-    int argc = 0;
+    int argc = 0, ret = WR_OK;
 
-    if (!r->up || r->ac == NULL || 3 + s->num_keys + nargs > (int)WR_ARRAY_SIZE(argv))
+    if (!r->up || r->ac == NULL)
         return WR_ERROR;
+    if (3 + s->num_keys + nargs > (int)WR_ARRAY_SIZE(small))
+        argv = wr_malloc(sizeof(*argv) * (size_t)(3 + s->num_keys + nargs));
     snprintf(nkeys, sizeof(nkeys), "%d", s->num_keys);
     argv[argc++] = "EVALSHA";
     argv[argc++] = s->sha;
@@ -315,9 +317,11 @@ int wr_redis_script(wr_redis_t *r, const wr_script_t *s, const char *const *keys
         wr_cmd_t *c = r->tail;
         untrack(r, c);
         free(c);
-        return WR_ERROR;
+        ret = WR_ERROR;
     }
-    return WR_OK;
+    if (argv != small)
+        free(argv);
+    return ret;
 }
 
 int wr_redis_subscribe(wr_redis_t *r, int nchannels, const char *const *channels, wr_redis_cb cb, void *data)

@@ -11,6 +11,7 @@
 #include <stdio.h>
 
 #include "position.h"
+#include "verify_cache.h"
 
 static void on_guard_dispose(void *p)
 {
@@ -261,3 +262,33 @@ void wr_respond_queued(wr_gateway_t *gw, h2o_req_t *req, const wr_gw_room_t *roo
         send_body(req, status, "text/html; charset=utf-8", page.base, page.len);
     }
 }
+
+/*
+ * Verifies the request's token. Returns WR_OK with the claims and room, or
+ * WR_DECLINED after answering the request itself.
+ */
+int wr_authenticate(wr_gateway_t *gw, h2o_req_t *req, wr_claims_t *claims, wr_gw_room_t **room)
+{
+    h2o_iovec_t token;
+    int from_cookie;
+    wr_gw_room_t *cookie_room;
+    wr_token_result_t res;
+
+    if (wr_find_token(gw, req, NULL, 1, &token, &from_cookie, &cookie_room) != WR_OK || token.len == 0) {
+        wr_respond_error(req, 400, "missing_token", NULL);
+        return WR_DECLINED;
+    }
+    res = wr_verify_cached(gw->verified, token.base, token.len, wr_now_ms(), gw->max_session_ms, claims);
+    *room = res == WR_TOKEN_VALID ? wr_gateway_room(gw, claims->aud) : NULL;
+    if (res == WR_TOKEN_VALID && (*room == NULL || (cookie_room != NULL && cookie_room != *room)))
+        res = WR_TOKEN_BAD_AUDIENCE;
+    if (res == WR_TOKEN_VALID && claims->type == WR_TOKEN_ADMISSION &&
+        claims->exp * 1000 > wr_now_ms() + (*room)->conf->session_duration_ms + gw->conf->tokens.clock_skew_ms)
+        res = WR_TOKEN_BAD_LIFETIME;
+    if (res != WR_TOKEN_VALID) {
+        wr_respond_invalid(gw, req, cookie_room, wr_token_reason(res), from_cookie);
+        return WR_DECLINED;
+    }
+    return WR_OK;
+}
+

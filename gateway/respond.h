@@ -63,4 +63,12 @@ void wr_respond_unavailable(h2o_req_t *req);
  */
 void wr_respond_queued(wr_gateway_t *gw, h2o_req_t *req, const wr_gw_room_t *room, const char *token, int64_t position);
 
+/*
+ * Finds and verifies the request's token for the endpoints that are not
+ * under a room (status, leave, events): the room is the token's audience.
+ * Returns WR_OK with the claims and room, or WR_DECLINED after answering
+ * the request itself (400 without a token, 401 with an invalid one).
+ */
+int wr_authenticate(wr_gateway_t *gw, h2o_req_t *req, wr_claims_t *claims, wr_gw_room_t **room);
+
 #endif

@@ -20,7 +20,6 @@
 #include "log.h"
 #include "position.h"
 #include "respond.h"
-#include "verify_cache.h"
 #include "view.h"
 
 typedef struct wr_endpoint_s {
@@ -34,35 +33,6 @@ typedef struct wr_status_op_s {
     wr_gw_room_t *room;
     wr_claims_t claims;
 } wr_status_op_t;
-
-/*
- * Verifies the request's token. Returns WR_OK with the claims and room, or
- * WR_DECLINED after answering the request itself.
- */
-static int authenticate(wr_gateway_t *gw, h2o_req_t *req, wr_claims_t *claims, wr_gw_room_t **room)
-{
-    h2o_iovec_t token;
-    int from_cookie;
-    wr_gw_room_t *cookie_room;
-    wr_token_result_t res;
-
-    if (wr_find_token(gw, req, NULL, 1, &token, &from_cookie, &cookie_room) != WR_OK || token.len == 0) {
-        wr_respond_error(req, 400, "missing_token", NULL);
-        return WR_DECLINED;
-    }
-    res = wr_verify_cached(gw->verified, token.base, token.len, wr_now_ms(), gw->max_session_ms, claims);
-    *room = res == WR_TOKEN_VALID ? wr_gateway_room(gw, claims->aud) : NULL;
-    if (res == WR_TOKEN_VALID && (*room == NULL || (cookie_room != NULL && cookie_room != *room)))
-        res = WR_TOKEN_BAD_AUDIENCE;
-    if (res == WR_TOKEN_VALID && claims->type == WR_TOKEN_ADMISSION &&
-        claims->exp * 1000 > wr_now_ms() + (*room)->conf->session_duration_ms + gw->conf->tokens.clock_skew_ms)
-        res = WR_TOKEN_BAD_LIFETIME;
-    if (res != WR_TOKEN_VALID) {
-        wr_respond_invalid(gw, req, cookie_room, wr_token_reason(res), from_cookie);
-        return WR_DECLINED;
-    }
-    return WR_OK;
-}
 
 static void answer_status(wr_gateway_t *gw, h2o_req_t *req, wr_gw_room_t *room, const wr_claims_t *claims,
                           const wr_user_state_t *st)
@@ -128,7 +98,7 @@ static int on_status(h2o_handler_t *_self, h2o_req_t *req)
         wr_respond_error(req, 405, "method_not_allowed", NULL);
         return 0;
     }
-    if (authenticate(gw, req, &claims, &room) != WR_OK)
+    if (wr_authenticate(gw, req, &claims, &room) != WR_OK)
         return 0;
     if (wr_view_lookup(gw->view, room, &claims, wr_now_ms(), &st) == WR_OK) {
         answer_status(gw, req, room, &claims, &st);
@@ -178,7 +148,7 @@ static int on_leave(h2o_handler_t *_self, h2o_req_t *req)
         wr_respond_error(req, 405, "method_not_allowed", NULL);
         return 0;
     }
-    if (authenticate(gw, req, &claims, &room) != WR_OK)
+    if (wr_authenticate(gw, req, &claims, &room) != WR_OK)
         return 0;
     wr_status_op_t *op = wr_pending_new(req, sizeof(*op));
     const char *keys[] = {room->keys.queue, room->keys.active, room->keys.revoked, room->keys.events,

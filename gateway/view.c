@@ -29,6 +29,7 @@
 
 #include "log.h"
 #include "position.h"
+#include "push.h"
 
 typedef struct wr_entry_s {
     uint8_t uid[16]; /* all zero: an empty slot */
@@ -45,6 +46,7 @@ typedef struct wr_table_s {
 typedef struct wr_view_room_s {
     wr_table_t table;
     int64_t serving;
+    int64_t last_ts; /* publish time of the last event (or snapshot) applied */
     int snapshot_ok;
 } wr_view_room_t;
 
@@ -218,8 +220,16 @@ static void on_snapshot(redisReply *reply, void *data)
         r->serving = reply->element[0]->integer;
     apply_pairs(r, reply->element[2], note_active);
     apply_pairs(r, reply->element[3], note_revoked);
+    if (reply->element[1]->integer > r->last_ts)
+        r->last_ts = reply->element[1]->integer;
     r->snapshot_ok = 1;
     check_trusted(v);
+    if (v->trusted) {
+        /* Clients that connected while the view was not live, and positions
+         * that moved while it was down, are brought up to date. */
+        for (size_t i = 0; i < v->gw->num_rooms; i++)
+            wr_push_room_changed(v->gw->push, i);
+    }
 exit:
     free(req);
 }
@@ -298,6 +308,10 @@ static void on_event(wr_view_t *v, int room, const char *payload, size_t len)
         apply_uid_list(r, x, ends, note_revoked);
     if ((x = json_object_get(msg, "dropped")) != NULL && json_is_array(x))
         apply_uid_list(r, x, (int64_t)json_number_value(json_object_get(msg, "dropped_until")), note_revoked);
+    if ((x = json_object_get(msg, "ts")) != NULL && json_is_number(x) && (int64_t)json_number_value(x) > r->last_ts)
+        r->last_ts = (int64_t)json_number_value(x);
+    if (v->trusted)
+        wr_push_room_changed(v->gw->push, (size_t)room);
 exit:
     json_decref(msg);
 }
@@ -481,6 +495,16 @@ int wr_view_ask(wr_view_t *v, const wr_gw_room_t *room, const wr_claims_t *claim
         return WR_ERROR;
     }
     return WR_OK;
+}
+
+int64_t wr_view_serving(const wr_view_t *v, const wr_gw_room_t *room)
+{
+    return v->rooms[room->index].serving;
+}
+
+int64_t wr_view_last_ts(const wr_view_t *v, const wr_gw_room_t *room)
+{
+    return v->rooms[room->index].last_ts;
 }
 
 void wr_view_note_serving(wr_view_t *v, const wr_gw_room_t *room, int64_t serving)

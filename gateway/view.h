@@ -46,6 +46,10 @@ int wr_view_lookup(wr_view_t *v, const wr_gw_room_t *room, const wr_claims_t *cl
 typedef void (*wr_view_cb)(int status, const wr_user_state_t *state, void *data);
 int wr_view_ask(wr_view_t *v, const wr_gw_room_t *room, const wr_claims_t *claims, wr_view_cb cb, void *data);
 
+/* The room's serving counter as the view knows it, and the publish time (ms) of its last event. */
+int64_t wr_view_serving(const wr_view_t *v, const wr_gw_room_t *room);
+int64_t wr_view_last_ts(const wr_view_t *v, const wr_gw_room_t *room);
+
 /* Records what this process learned itself: a serving counter seen at join, an early end. */
 void wr_view_note_serving(wr_view_t *v, const wr_gw_room_t *room, int64_t serving);
 void wr_view_note_revoked(wr_view_t *v, const wr_gw_room_t *room, const char *uid, int64_t until_ms);

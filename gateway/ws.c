@@ -1,0 +1,298 @@
+/*
+ * ws.c: GET ws_path on the push listeners, the WebSocket transport.
+ *
+ * libwebsockets runs on the gateway's libuv loop (a foreign loop), so its
+ * callbacks interleave with h2o's and hiredis's in the one thread. The
+ * handshake is checked before the upgrade: the path must be ws_path and the
+ * token (?token=, the token header, or the room's cookie) valid, else the
+ * upgrade is refused with 404, 400 or 401.
+ *
+ * Per connection, the state is the hub's connection and one pending
+ * message: libwebsockets may only write from the WRITEABLE callback, so a
+ * message waits there, and a newer position replaces a pending one (the
+ * client only needs the latest). Frames from clients are not expected: text
+ * is ignored, binary is refused with 1003, a frame over WR_WS_RX_MAX with
+ * 1009, more than WR_WS_RX_FLOOD frames a second with 1008. Pings every
+ * heartbeat_interval, and a connection silent for twice that is dropped;
+ * handshakes must complete within WR_WS_HANDSHAKE_S seconds.
+ */
+#include "ws.h"
+
+#include <libwebsockets.h>
+#include <stdio.h>
+
+#include "log.h"
+#include "push.h"
+#include "verify_cache.h"
+
+#define WR_WS_RX_MAX 4096
+#define WR_WS_RX_FLOOD 50
+#define WR_WS_HANDSHAKE_S 10
+#define WR_WS_MSG_MAX (WR_TOKEN_MAX + 512)
+#define WR_LWS_WRITE_CLOSE 4 /* libwebsockets' private LWS_WRITE_CLOSE */
+
+struct wr_ws_s {
+    wr_gateway_t *gw;
+    struct lws_context *context;
+    lws_retry_bo_t retry;
+};
+
+typedef struct wr_ws_session_s {
+    wr_push_conn_t conn;
+    struct lws *wsi;
+    wr_gw_room_t *room;
+    wr_claims_t claims;
+    int verified;
+    char *out; /* LWS_PRE + message, or NULL */
+    size_t out_len;
+    int out_final;
+    int closing;
+    int64_t window_start_ms;
+    unsigned frames_in_window;
+} wr_ws_session_t;
+
+/* One per process; libwebsockets' callbacks find the gateway here. It stays
+ * set after wr_ws_free, as libwebsockets may still close connections (and
+ * call back) while the loop winds down. */
+static wr_gateway_t *ws_gw;
+
+static void ws_send(wr_push_conn_t *c, const char *type, const char *json, size_t len, const char *id, int final)
+{
+    wr_ws_session_t *s = c->transport;
+    if (s->closing || s->out_final || len > WR_WS_MSG_MAX)
+        return;
+    if (s->out == NULL)
+        s->out = wr_malloc(LWS_PRE + WR_WS_MSG_MAX);
+    memcpy(s->out + LWS_PRE, json, len);
+    s->out_len = len;
+    s->out_final = final;
+    if (final)
+        wr_push_detach(ws_gw->push, &s->conn);
+    lws_callback_on_writable(s->wsi);
+}
+
+static const wr_push_ops_t ws_ops = {ws_send};
+
+/* Finds the token of the upgrade request. Returns its length, 0 if none. */
+static int find_token(wr_gateway_t *gw, struct lws *wsi, char *buf, int cap, wr_gw_room_t **cookie_room)
+{
+    char cookie[4096], hdr[80];
+    const char *v;
+    int n;
+
+    *cookie_room = NULL;
+    /* libwebsockets copies the whole "token=VALUE" argument and points past the name. */
+    if ((v = lws_get_urlarg_by_name(wsi, "token=", buf, cap)) != NULL) {
+        n = (int)strlen(v);
+        memmove(buf, v, (size_t)n + 1);
+        return n;
+    }
+    snprintf(hdr, sizeof(hdr), "%s:", gw->token_header.base);
+    if ((n = lws_hdr_custom_copy(wsi, buf, cap, hdr, (int)strlen(hdr))) > 0)
+        return n;
+    if (lws_hdr_copy(wsi, cookie, sizeof(cookie), WSI_TOKEN_HTTP_COOKIE) > 0) {
+        for (size_t i = 0; i < gw->num_rooms; i++) {
+            wr_gw_room_t *r = &gw->rooms[i];
+            char *p = cookie;
+            while ((p = strstr(p, r->cookie.base)) != NULL) {
+                if ((p == cookie || p[-1] == ' ' || p[-1] == ';') && p[r->cookie.len] == '=') {
+                    char *val = p + r->cookie.len + 1, *end = strchr(val, ';');
+                    n = end != NULL ? (int)(end - val) : (int)strlen(val);
+                    if (n >= cap)
+                        return 0;
+                    memcpy(buf, val, (size_t)n);
+                    buf[n] = '\0';
+                    *cookie_room = r;
+                    return n;
+                }
+                p += r->cookie.len;
+            }
+        }
+    }
+    return 0;
+}
+
+/* Refuses the upgrade with an HTTP status. Returns -1 for the callback to return. */
+static int refuse(struct lws *wsi, unsigned status, const char *body)
+{
+    lws_return_http_status(wsi, status, body);
+    return -1;
+}
+
+static int check_handshake(wr_ws_session_t *s, struct lws *wsi)
+{
+    wr_gateway_t *gw = ws_gw;
+    char uri[512], token[WR_TOKEN_MAX + 1];
+    wr_gw_room_t *cookie_room;
+    wr_token_result_t res;
+    int n;
+
+    if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) <= 0 || strcmp(uri, gw->conf->gateway.ws_path) != 0)
+        return refuse(wsi, HTTP_STATUS_NOT_FOUND, "{\"error\":\"not_found\"}");
+    if ((n = find_token(gw, wsi, token, sizeof(token), &cookie_room)) <= 0)
+        return refuse(wsi, HTTP_STATUS_BAD_REQUEST, "{\"error\":\"missing_token\"}");
+    res = wr_verify_cached(gw->verified, token, (size_t)n, wr_now_ms(), gw->max_session_ms, &s->claims);
+    if (res == WR_TOKEN_VALID &&
+        ((s->room = wr_gateway_room(gw, s->claims.aud)) == NULL || (cookie_room != NULL && cookie_room != s->room)))
+        res = WR_TOKEN_BAD_AUDIENCE;
+    if (res != WR_TOKEN_VALID)
+        return refuse(wsi, HTTP_STATUS_UNAUTHORIZED, "{\"error\":\"invalid_token\"}");
+    s->verified = 1;
+    return 0;
+}
+
+/* Sets the close frame's code and reason; returns -1 for the callback to return. */
+static int close_with(wr_ws_session_t *s, enum lws_close_status code, const char *why)
+{
+    s->closing = 1;
+    lws_close_reason(s->wsi, code, (unsigned char *)why, strlen(why));
+    return -1;
+}
+
+/*
+ * Writes a close frame itself and returns -1 to drop the connection. From
+ * the WRITEABLE callback, lws_close_reason and -1 drop the connection
+ * without the frame in libwebsockets 4.1 (it only sends it when the close
+ * starts elsewhere, as from RECEIVE), and the public write protocols lack
+ * LWS_WRITE_CLOSE, so the private value (4) is used: a client that waited
+ * in line deserves to learn that the stream ended normally.
+ */
+static int send_close(wr_ws_session_t *s, enum lws_close_status code, const char *why)
+{
+    unsigned char frame[LWS_PRE + 2 + 32];
+    size_t n = strlen(why) < 32 ? strlen(why) : 32;
+    s->closing = 1;
+    frame[LWS_PRE] = (unsigned char)((unsigned)code >> 8);
+    frame[LWS_PRE + 1] = (unsigned char)((unsigned)code & 0xff);
+    memcpy(frame + LWS_PRE + 2, why, n);
+    lws_write(s->wsi, frame + LWS_PRE, 2 + n, (enum lws_write_protocol)WR_LWS_WRITE_CLOSE);
+    return -1;
+}
+
+static int on_receive(wr_ws_session_t *s, size_t len)
+{
+    int64_t now = wr_mono_ms();
+    if (lws_frame_is_binary(s->wsi))
+        return close_with(s, LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE, "binary frames are not accepted");
+    if (len + lws_remaining_packet_payload(s->wsi) > WR_WS_RX_MAX)
+        return close_with(s, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "frame too large");
+    if (now - s->window_start_ms >= 1000) {
+        s->window_start_ms = now;
+        s->frames_in_window = 0;
+    }
+    if (++s->frames_in_window > WR_WS_RX_FLOOD)
+        return close_with(s, LWS_CLOSE_STATUS_POLICY_VIOLATION, "too many frames");
+    return 0; /* text from clients is not needed: ignored */
+}
+
+static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
+{
+    wr_ws_session_t *s = user;
+
+    switch (reason) {
+    case LWS_CALLBACK_HTTP:
+        /* A plain HTTP request on the push port. */
+        if (lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, "{\"error\":\"not_found\"}"))
+            return -1;
+        return lws_http_transaction_completed(wsi) ? -1 : 0;
+    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+        memset(s, 0, sizeof(*s));
+        s->wsi = wsi;
+        return check_handshake(s, wsi);
+    case LWS_CALLBACK_ESTABLISHED:
+        s->wsi = wsi;
+        s->window_start_ms = wr_mono_ms();
+        if (!s->verified)
+            return -1;
+        wr_push_attach(ws_gw->push, &s->conn, s->room, &s->claims, &ws_ops, s, NULL);
+        return 0;
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+        if (s->out_len > 0) {
+            size_t n = s->out_len;
+            s->out_len = 0;
+            if (lws_write(wsi, (unsigned char *)s->out + LWS_PRE, n, LWS_WRITE_TEXT) < (int)n)
+                return -1;
+        }
+        if (s->out_final)
+            return send_close(s, LWS_CLOSE_STATUS_NORMAL, "done");
+        return 0;
+    case LWS_CALLBACK_RECEIVE:
+        return on_receive(s, len);
+    case LWS_CALLBACK_CLOSED:
+        wr_push_detach(ws_gw->push, &s->conn);
+        free(s->out);
+        s->out = NULL;
+        return 0;
+    default:
+        return 0;
+    }
+}
+
+static const struct lws_protocols protocols[] = {
+    {"waitroom", callback, sizeof(wr_ws_session_t), 512, 0, NULL, 0},
+    {NULL, NULL, 0, 0, 0, NULL, 0},
+};
+
+static void log_emit(int level, const char *line)
+{
+    /* libwebsockets' lines end with a newline; ours add one. */
+    size_t n = strlen(line);
+    while (n > 0 && line[n - 1] == '\n')
+        n--;
+    wr_log(level == LLL_ERR ? WR_LOG_ERROR : WR_LOG_WARN, "websocket: %.*s", (int)n, line);
+}
+
+wr_ws_t *wr_ws_new(wr_gateway_t *gw)
+{
+    struct lws_context_creation_info info;
+    void *loops[] = {gw->loop};
+    wr_ws_t *ws = wr_calloc(1, sizeof(*ws));
+    uint16_t hb = (uint16_t)(gw->conf->gateway.heartbeat_interval_ms / 1000);
+
+    ws->gw = gw;
+    ws_gw = gw;
+    lws_set_log_level(LLL_ERR, log_emit);
+    ws->retry.secs_since_valid_ping = hb;
+    ws->retry.secs_since_valid_hangup = (uint16_t)(2 * hb + 1);
+
+    memset(&info, 0, sizeof(info));
+    info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_EXPLICIT_VHOSTS | LWS_SERVER_OPTION_VALIDATE_UTF8;
+    info.foreign_loops = loops;
+    info.timeout_secs = WR_WS_HANDSHAKE_S;
+    info.retry_and_idle_policy = &ws->retry;
+    info.gid = -1;
+    info.uid = -1;
+    if ((ws->context = lws_create_context(&info)) == NULL) {
+        wr_error("websocket: lws_create_context() failed");
+        goto fail;
+    }
+    for (size_t i = 0; i < gw->conf->gateway.num_push_listen; i++) {
+        const wr_listen_t *l = &gw->conf->gateway.push_listen[i];
+        char name[32];
+        memset(&info, 0, sizeof(info));
+        snprintf(name, sizeof(name), "push%zu", i);
+        info.vhost_name = name;
+        info.port = l->port;
+        info.iface = l->host;
+        info.protocols = protocols;
+        info.options = LWS_SERVER_OPTION_ALLOW_LISTEN_SHARE | LWS_SERVER_OPTION_VALIDATE_UTF8;
+        info.timeout_secs = WR_WS_HANDSHAKE_S;
+        info.retry_and_idle_policy = &ws->retry;
+        if (lws_create_vhost(ws->context, &info) == NULL) {
+            wr_error("websocket: listen on \"%s\" port %d failed", l->host, l->port);
+            goto fail;
+        }
+    }
+    return ws;
+fail:
+    if (ws->context != NULL)
+        lws_context_destroy(ws->context);
+    free(ws);
+    return NULL;
+}
+
+void wr_ws_free(wr_ws_t *ws)
+{
+    lws_context_destroy(ws->context);
+    free(ws);
+}
