@@ -51,6 +51,13 @@ typedef struct wr_gateway_s {
     int64_t max_session_ms;   /* the longest session_duration of any room */
 } wr_gateway_t;
 
+/*
+ * Opens a listening socket on l with SO_REUSEPORT (so that every gateway
+ * process can have its own on the same port), non-blocking. Returns the
+ * descriptor, or -1 after logging.
+ */
+int wr_listen_fd(const wr_listen_t *l);
+
 /* The room whose name is aud, or NULL. */
 wr_gw_room_t *wr_gateway_room(wr_gateway_t *gw, const char *aud);
 

@@ -92,8 +92,7 @@ static void on_accept(uv_stream_t *listener, int status)
     h2o_accept(&gw.accept_ctx, sock);
 }
 
-/* Opens one listener with SO_REUSEPORT. Returns WR_OK or WR_ERROR after logging. */
-static int open_listener(const wr_listen_t *l, uv_tcp_t *tcp)
+int wr_listen_fd(const wr_listen_t *l)
 {
     struct addrinfo hints = {.ai_flags = AI_NUMERICHOST | AI_PASSIVE | AI_NUMERICSERV, .ai_socktype = SOCK_STREAM}, *ai;
     char port[8];
@@ -102,9 +101,9 @@ static int open_listener(const wr_listen_t *l, uv_tcp_t *tcp)
     snprintf(port, sizeof(port), "%d", l->port);
     if ((err = getaddrinfo(l->host, port, &hints, &ai)) != 0) {
         wr_error("listen on \"%s\" port %d: %s", l->host, l->port, gai_strerror(err));
-        return WR_ERROR;
+        return -1;
     }
-    if ((fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
+    if ((fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0)) < 0 ||
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) != 0 ||
         setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) != 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 ||
         listen(fd, 4096) != 0) {
@@ -112,10 +111,19 @@ static int open_listener(const wr_listen_t *l, uv_tcp_t *tcp)
                  strerror(errno));
         if (fd >= 0)
             close(fd);
-        freeaddrinfo(ai);
-        return WR_ERROR;
+        fd = -1;
     }
     freeaddrinfo(ai);
+    return fd;
+}
+
+/* Opens one HTTP listener. Returns WR_OK or WR_ERROR after logging. */
+static int open_listener(const wr_listen_t *l, uv_tcp_t *tcp)
+{
+    int fd = wr_listen_fd(l), err;
+
+    if (fd < 0)
+        return WR_ERROR;
     uv_tcp_init(gw.loop, tcp);
     if ((err = uv_tcp_open(tcp, fd)) != 0 || (err = uv_listen((uv_stream_t *)tcp, 4096, on_accept)) != 0) {
         wr_error("listen on \"%s\" port %d: %s", l->host, l->port, uv_strerror(err));

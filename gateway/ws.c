@@ -3,6 +3,10 @@
  *
  * libwebsockets runs on the gateway's libuv loop (a foreign loop), so its
  * callbacks interleave with h2o's and hiredis's in the one thread. The
+ * listening sockets are the gateway's own (SO_REUSEPORT, like the HTTP
+ * ones): this file accepts and hands each connection to libwebsockets
+ * (lws_adopt_socket_vhost), whose own listen-sharing option fails to share
+ * a port between processes in 4.1. The
  * handshake is checked before the upgrade: the path must be ws_path and the
  * token (?token=, the token header, or the room's cookie) valid, else the
  * upgrade is refused with 404, 400 or 401.
@@ -18,8 +22,11 @@
  */
 #include "ws.h"
 
+#include <errno.h>
 #include <libwebsockets.h>
 #include <stdio.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "push.h"
@@ -31,10 +38,19 @@
 #define WR_WS_MSG_MAX (WR_TOKEN_MAX + 512)
 #define WR_LWS_WRITE_CLOSE 4 /* libwebsockets' private LWS_WRITE_CLOSE */
 
+typedef struct wr_ws_listener_s {
+    uv_poll_t poll;
+    int fd;
+    struct lws_vhost *vhost;
+    uv_timer_t pause; /* accepting paused after EMFILE */
+} wr_ws_listener_t;
+
 struct wr_ws_s {
     wr_gateway_t *gw;
     struct lws_context *context;
     lws_retry_bo_t retry;
+    wr_ws_listener_t *listeners;
+    size_t num_listeners;
 };
 
 typedef struct wr_ws_session_s {
@@ -242,6 +258,33 @@ static void log_emit(int level, const char *line)
     wr_log(level == LLL_ERR ? WR_LOG_ERROR : WR_LOG_WARN, "websocket: %.*s", (int)n, line);
 }
 
+static void on_resume(uv_timer_t *t);
+
+static void on_acceptable(uv_poll_t *p, int status, int events)
+{
+    wr_ws_listener_t *l = p->data;
+    for (int i = 0; i < 64; i++) {
+        int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EMFILE || errno == ENFILE) {
+                /* Out of descriptors: stop accepting for a moment rather than spin. */
+                wr_warn("websocket: accept() failed: %s; pausing 100 ms", strerror(errno));
+                uv_poll_stop(&l->poll);
+                uv_timer_start(&l->pause, on_resume, 100, 0);
+            }
+            return;
+        }
+        if (lws_adopt_socket_vhost(l->vhost, fd) == NULL)
+            close(fd);
+    }
+}
+
+static void on_resume(uv_timer_t *t)
+{
+    wr_ws_listener_t *l = t->data;
+    uv_poll_start(&l->poll, UV_READABLE, on_acceptable);
+}
+
 wr_ws_t *wr_ws_new(wr_gateway_t *gw)
 {
     struct lws_context_creation_info info;
@@ -266,33 +309,48 @@ wr_ws_t *wr_ws_new(wr_gateway_t *gw)
         wr_error("websocket: lws_create_context() failed");
         goto fail;
     }
-    for (size_t i = 0; i < gw->conf->gateway.num_push_listen; i++) {
-        const wr_listen_t *l = &gw->conf->gateway.push_listen[i];
+    ws->num_listeners = gw->conf->gateway.num_push_listen;
+    ws->listeners = wr_calloc(ws->num_listeners, sizeof(*ws->listeners));
+    for (size_t i = 0; i < ws->num_listeners; i++) {
+        wr_ws_listener_t *l = &ws->listeners[i];
         char name[32];
+        l->fd = -1;
         memset(&info, 0, sizeof(info));
         snprintf(name, sizeof(name), "push%zu", i);
         info.vhost_name = name;
-        info.port = l->port;
-        info.iface = l->host;
+        info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
         info.protocols = protocols;
-        info.options = LWS_SERVER_OPTION_ALLOW_LISTEN_SHARE | LWS_SERVER_OPTION_VALIDATE_UTF8;
+        info.options = LWS_SERVER_OPTION_VALIDATE_UTF8;
         info.timeout_secs = WR_WS_HANDSHAKE_S;
         info.retry_and_idle_policy = &ws->retry;
-        if (lws_create_vhost(ws->context, &info) == NULL) {
-            wr_error("websocket: listen on \"%s\" port %d failed", l->host, l->port);
+        if ((l->vhost = lws_create_vhost(ws->context, &info)) == NULL) {
+            wr_error("websocket: lws_create_vhost() failed");
             goto fail;
         }
+        if ((l->fd = wr_listen_fd(&gw->conf->gateway.push_listen[i])) < 0)
+            goto fail;
+        uv_poll_init(gw->loop, &l->poll, l->fd);
+        l->poll.data = l;
+        uv_timer_init(gw->loop, &l->pause);
+        l->pause.data = l;
+        uv_poll_start(&l->poll, UV_READABLE, on_acceptable);
     }
     return ws;
 fail:
-    if (ws->context != NULL)
-        lws_context_destroy(ws->context);
-    free(ws);
+    /* The caller exits the process: the handles need no closing. */
     return NULL;
 }
 
 void wr_ws_free(wr_ws_t *ws)
 {
+    for (size_t i = 0; i < ws->num_listeners; i++) {
+        wr_ws_listener_t *l = &ws->listeners[i];
+        if (l->fd < 0)
+            continue;
+        uv_close((uv_handle_t *)&l->poll, NULL);
+        uv_close((uv_handle_t *)&l->pause, NULL);
+        close(l->fd);
+    }
     lws_context_destroy(ws->context);
-    free(ws);
+    /* ws->listeners are freed with ws at exit: their handles are closing. */
 }
