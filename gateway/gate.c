@@ -26,6 +26,7 @@
 #include "gateway.h"
 #include "log.h"
 #include "position.h"
+#include "presence.h"
 #include "respond.h"
 #include "verify_cache.h"
 #include "view.h"
@@ -128,6 +129,7 @@ static int act(wr_gate_t *self, h2o_req_t *req, const wr_claims_t *claims, h2o_i
         set_identity(self, req, claims->sub);
         return -1;
     case WR_STATE_WAITING:
+        wr_presence_touch(self->gw->presence, self->room, claims->sub);
         wr_respond_queued(self->gw, req, self->room, h2o_strdup(&req->pool, token.base, token.len).base, st->position);
         return 0;
     default:

@@ -20,6 +20,8 @@ typedef struct wr_health_s {
 static int on_req(h2o_handler_t *_self, h2o_req_t *req)
 {
     wr_health_t *self = (wr_health_t *)_self;
+    if (!wr_exact_path(req, self->gw->conf->gateway.health_path))
+        return 0;
     int redis = wr_redis_up(self->gw->redis), view = wr_view_trusted(self->gw->view);
     char body[128];
     int n = snprintf(body, sizeof(body), "{\"status\":\"%s\",\"redis\":%s,\"view\":\"%s\"}",

@@ -141,6 +141,10 @@ static void on_command_link(wr_redis_t *r, int up, void *data)
 
 static void on_drained(uv_timer_t *t)
 {
+    /* The final events had their moment to go out; now the WebSocket side
+     * can be torn down (its context closes every connection at once). */
+    if (gw.ws != NULL)
+        wr_ws_free(gw.ws);
     uv_stop(gw.loop);
 }
 
@@ -158,7 +162,7 @@ static void on_signal(uv_signal_t *s, int signum)
      * gateway once it is back): their places are in Redis. */
     wr_push_close_all(gw.push, "shutdown");
     if (gw.ws != NULL)
-        wr_ws_free(gw.ws);
+        wr_ws_stop_accepting(gw.ws);
     wr_sse_stop();
     wr_presence_free(gw.presence);
     /* Pending Redis commands fail first (their requests get 503), while the view still exists. */

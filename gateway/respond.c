@@ -45,6 +45,15 @@ static int contains(h2o_iovec_t hay, const char *needle)
     return 0;
 }
 
+int wr_exact_path(h2o_req_t *req, const char *path)
+{
+    size_t len = req->query_at != SIZE_MAX ? req->query_at : req->path.len;
+    if (len == strlen(path) && memcmp(req->path.base, path, len) == 0)
+        return 1;
+    wr_respond_error(req, 404, "not_found", NULL);
+    return 0;
+}
+
 int wr_wants_json(h2o_req_t *req)
 {
     ssize_t i = h2o_find_header(&req->headers, H2O_TOKEN_ACCEPT, -1);

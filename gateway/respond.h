@@ -29,6 +29,13 @@ static inline int wr_pending_alive(const wr_pending_t *p)
 /* Detaches from the request (if still there) and frees p. */
 void wr_pending_free(wr_pending_t *p);
 
+/*
+ * h2o matches a path prefix; the gateway's own endpoints want the exact
+ * path. Returns 1 when req's path (without the query) is exactly path;
+ * otherwise answers 404 and returns 0.
+ */
+int wr_exact_path(h2o_req_t *req, const char *path);
+
 /* 1 when the client asked for JSON (Accept mentions application/json). */
 int wr_wants_json(h2o_req_t *req);
 

@@ -158,6 +158,8 @@ static int on_req(h2o_handler_t *_self, h2o_req_t *req)
     char retry[48];
     int n;
 
+    if (!wr_exact_path(req, gw->conf->gateway.events_path))
+        return 0;
     if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET"))) {
         wr_respond_error(req, 405, "method_not_allowed", NULL);
         return 0;

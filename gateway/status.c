@@ -19,6 +19,7 @@
 #include "gateway.h"
 #include "log.h"
 #include "position.h"
+#include "presence.h"
 #include "respond.h"
 #include "view.h"
 
@@ -43,6 +44,8 @@ static void answer_status(wr_gateway_t *gw, h2o_req_t *req, wr_gw_room_t *room, 
 
     switch (st->state) {
     case WR_STATE_WAITING:
+        /* A poll is a sign of life: the user keeps their place. */
+        wr_presence_touch(gw->presence, room, claims->sub);
         n = snprintf(body, sizeof(body), "{\"status\":\"WAITING\",\"position\":%" PRId64 ",\"estimatedWait\":%" PRId64 "}",
                      st->position, wr_estimated_wait(st->position, room->conf));
         break;
@@ -93,6 +96,8 @@ static int on_status(h2o_handler_t *_self, h2o_req_t *req)
     wr_gw_room_t *room;
     wr_user_state_t st;
 
+    if (!wr_exact_path(req, gw->conf->gateway.status_path))
+        return 0;
     if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")) &&
         !h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"))) {
         wr_respond_error(req, 405, "method_not_allowed", NULL);
@@ -120,9 +125,11 @@ static void on_left(redisReply *reply, void *data)
     wr_status_op_t *op = data;
     h2o_req_t *req = op->pending.req;
 
-    if (reply != NULL && reply->type == REDIS_REPLY_INTEGER && reply->integer == 2) {
+    if (reply != NULL && reply->type == REDIS_REPLY_INTEGER && reply->integer > 0) {
         /* This process refuses the user at once, before the channel's echo. */
-        wr_view_note_revoked(op->gw->view, op->room, op->claims.sub, wr_now_ms() + op->room->conf->session_duration_ms);
+        wr_view_note_revoked(op->gw->view, op->room, op->claims.sub,
+                             wr_now_ms() + (reply->integer == 2 ? op->room->conf->session_duration_ms
+                                                                : op->gw->conf->tokens.queue_token_ttl_ms));
     }
     if (!wr_pending_alive(&op->pending))
         goto exit;
@@ -143,6 +150,8 @@ static int on_leave(h2o_handler_t *_self, h2o_req_t *req)
     wr_claims_t claims;
     wr_gw_room_t *room;
 
+    if (!wr_exact_path(req, gw->conf->gateway.leave_path))
+        return 0;
     if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST"))) {
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, H2O_STRLIT("POST"));
         wr_respond_error(req, 405, "method_not_allowed", NULL);
@@ -153,11 +162,13 @@ static int on_leave(h2o_handler_t *_self, h2o_req_t *req)
     wr_status_op_t *op = wr_pending_new(req, sizeof(*op));
     const char *keys[] = {room->keys.queue, room->keys.active, room->keys.revoked, room->keys.events,
                           room->keys.deadline};
-    const char *args[] = {claims.sub};
+    char tombstone[24];
+    const char *args[] = {claims.sub, tombstone};
+    snprintf(tombstone, sizeof(tombstone), "%" PRId64, gw->conf->tokens.queue_token_ttl_ms);
     op->gw = gw;
     op->room = room;
     op->claims = claims;
-    if (wr_redis_script(gw->redis, &wr_script_leave, keys, 1, args, on_left, op) != WR_OK) {
+    if (wr_redis_script(gw->redis, &wr_script_leave, keys, 2, args, on_left, op) != WR_OK) {
         wr_pending_free(&op->pending);
         wr_respond_unavailable(req);
     }

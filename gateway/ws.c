@@ -341,7 +341,7 @@ fail:
     return NULL;
 }
 
-void wr_ws_free(wr_ws_t *ws)
+void wr_ws_stop_accepting(wr_ws_t *ws)
 {
     for (size_t i = 0; i < ws->num_listeners; i++) {
         wr_ws_listener_t *l = &ws->listeners[i];
@@ -350,7 +350,13 @@ void wr_ws_free(wr_ws_t *ws)
         uv_close((uv_handle_t *)&l->poll, NULL);
         uv_close((uv_handle_t *)&l->pause, NULL);
         close(l->fd);
+        l->fd = -1;
     }
+}
+
+void wr_ws_free(wr_ws_t *ws)
+{
+    wr_ws_stop_accepting(ws);
     lws_context_destroy(ws->context);
     /* ws->listeners are freed with ws at exit: their handles are closing. */
 }

@@ -15,7 +15,10 @@ typedef struct wr_ws_s wr_ws_t;
  */
 wr_ws_t *wr_ws_new(wr_gateway_t *gw);
 
-/* Closes the listeners and every connection (after CLOSED was sent by the hub). */
+/* Closes the listeners; connections stay until wr_ws_free. */
+void wr_ws_stop_accepting(wr_ws_t *ws);
+
+/* Closes every connection (after CLOSED was sent by the hub) and the listeners. */
 void wr_ws_free(wr_ws_t *ws);
 
 #endif

@@ -189,23 +189,29 @@ wr_script_t wr_script_admit = {
 
 /*
  * KEYS: queue active revoked events deadline
- * ARGV: uid
+ * ARGV: uid tombstone_ms
  * Ending a session frees its slot at once and leaves a tombstone until the
- * session would have ended, announced on the room's channel, so that every
- * gateway refuses the user from then on.
+ * session would have ended; leaving the line leaves one for tombstone_ms
+ * (the queue token's lifetime). Either is announced on the room's channel,
+ * so that every gateway refuses the user from then on.
  */
 wr_script_t wr_script_leave = {
     "leave",
-    "local left = redis.call('ZREM', KEYS[1], ARGV[1])\n"
-    "redis.call('ZREM', KEYS[5], ARGV[1])\n"
-    "local e = redis.call('ZSCORE', KEYS[2], ARGV[1])\n"
-    "if e then\n"
-    "  redis.call('ZREM', KEYS[2], ARGV[1])\n"
-    "  redis.call('ZADD', KEYS[3], e, ARGV[1])\n" LUA_NOW
-    "  redis.call('PUBLISH', KEYS[4], cjson.encode({revoked = {ARGV[1]}, ends = tonumber(e), ts = now}))\n"
-    "  return 2\n"
-    "end\n"
-    "return left\n",
+    LUA_NOW "local left = redis.call('ZREM', KEYS[1], ARGV[1])\n"
+            "redis.call('ZREM', KEYS[5], ARGV[1])\n"
+            "local e = redis.call('ZSCORE', KEYS[2], ARGV[1])\n"
+            "if e then\n"
+            "  redis.call('ZREM', KEYS[2], ARGV[1])\n"
+            "  redis.call('ZADD', KEYS[3], e, ARGV[1])\n"
+            "  redis.call('PUBLISH', KEYS[4], cjson.encode({revoked = {ARGV[1]}, ends = tonumber(e), ts = now}))\n"
+            "  return 2\n"
+            "end\n"
+            "if left == 1 then\n"
+            "  local until_ms = now + tonumber(ARGV[2])\n"
+            "  redis.call('ZADD', KEYS[3], until_ms, ARGV[1])\n"
+            "  redis.call('PUBLISH', KEYS[4], cjson.encode({dropped = {ARGV[1]}, dropped_until = until_ms, ts = now}))\n"
+            "end\n"
+            "return left\n",
     5};
 
 /*
