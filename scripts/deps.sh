@@ -8,7 +8,7 @@ packages=(
   build-essential autoconf automake libtool pkg-config
   libh2o-dev libuv1-dev libwebsockets-dev libwebsockets-evlib-uv
   libhiredis-dev libjansson-dev libjwt-dev libssl-dev libcmocka-dev
-  redis-server redis-tools curl python3
+  redis-server redis-tools curl python3 python3-websockets
 )
 
 missing=()

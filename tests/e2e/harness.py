@@ -355,6 +355,7 @@ class RoomKeys:
         self.serving = "wr:{%s}:serving" % room
         self.revoked = "wr:{%s}:revoked" % room
         self.events = "wr:{%s}:events" % room
+        self.deadline = "wr:{%s}:deadline" % room
 
 
 class Redis:
@@ -919,3 +920,674 @@ class Tap:
             diag("total %.1fs" % (time.monotonic() - t0))
             _cleanup()
         sys.exit(1 if self.failed else 0)
+
+
+# ---------------------------------------------------------------------------
+# Live position push (docs/push.md): clients for the WebSocket and SSE
+# streams, hand-written WebSocket frames for abuse, a subscriber to a room's
+# events channel, and the processes of a gateway master.
+#
+# The WebSocket client is Debian's python3-websockets (its asyncio API: the
+# 10.x release in Debian 12 has no synchronous client), each connection in a
+# thread of its own; the SSE client is curl -N in a subprocess, read line by
+# line in a thread. Both record every message with the time it arrived, so a
+# test can wait for a condition with wait_for and then inspect the history.
+# Every client and curl process still open at exit is closed or killed.
+
+_push_clients = []   # WsClient and SseClient objects, closed at exit
+
+
+def _close_push_clients():
+    for c in list(_push_clients):
+        try:
+            c.kill()
+        except Exception:
+            pass
+
+
+atexit.register(_close_push_clients)
+CURL = shutil.which("curl") or "/usr/bin/curl"
+
+
+def now_ms():
+    return int(time.time() * 1000)
+
+
+def _push_settings(self, processes=1, **extra):
+    """Gateway settings that turn push on: a WebSocket listener on a free
+    port (self.push_port, chosen on first use) and processes (1 unless
+    given: the default 0 would fork one process per core). extra adds or
+    overrides gateway settings (heartbeat_interval, ws_path, ...)."""
+    if getattr(self, "push_port", None) is None:
+        self.push_port = free_port()
+    g = {"push_listen": [{"host": "127.0.0.1", "port": self.push_port}], "processes": processes}
+    g.update(extra)
+    return g
+
+
+Env.push_settings = _push_settings
+
+
+def _token_headers(token, via, room):
+    """(query string, headers) carrying token: via is "query", "header",
+    "cookie" or None (no token at all)."""
+    if token is None or via is None:
+        return "", []
+    tok = token if isinstance(token, bytes) else token.encode("utf-8", "surrogateescape")
+    if via == "query":
+        return "?token=" + urllib.parse.quote(tok, safe=""), []
+    if via == "header":
+        return "", [("Queue-Token", tok.decode("latin-1"))]
+    if via == "cookie":
+        return "", [("Cookie", _cookie(room, tok).decode("latin-1"))]
+    raise ValueError(via)
+
+
+def plausible_ts(ts, since_ms, what):
+    """ts (a message's ms timestamp) is an integer between since_ms (less a
+    second of clock difference) and now (plus a second)."""
+    check(isinstance(ts, int) and not isinstance(ts, bool),
+          "%s: ts %r is not an integer number of milliseconds" % (what, ts))
+    check(since_ms - 1000 <= ts <= now_ms() + 1000,
+          "%s: ts %r is not a plausible ms timestamp (test step began at %d, now %d)"
+          % (what, ts, since_ms, now_ms()))
+
+
+class WsClient:
+    """One WebSocket connection to the gateway's push listener.
+
+    Starts connecting at once, in a thread of its own with its own asyncio
+    loop. Attributes, filled in as things happen:
+      status      the HTTP status of a refused handshake (None if accepted)
+      error       the exception that ended the client abnormally, if any
+      messages    [(monotonic time, message)]: JSON objects (dicts), or
+                  the raw str/bytes of a frame that is not JSON
+      close_code, close_reason   once the connection is closed
+      local_port  the client's port (to find the server side in /proc)
+    """
+
+    def __init__(self, port, token=None, via="query", room=DEFAULT_ROOM, path="/queue/ws",
+                 headers=None, name="ws", open_timeout=5.0):
+        import asyncio
+        self.port = port
+        self.token = token
+        self.name = name
+        q, h = _token_headers(token, via, room)
+        self.uri = "ws://127.0.0.1:%d%s%s" % (port, path, q)
+        self.headers = h + list(headers or [])
+        self.open_timeout = open_timeout
+        self.status = None
+        self.error = None
+        self.messages = []
+        self.close_code = None
+        self.close_reason = None
+        self.local_port = None
+        self.opened = threading.Event()
+        self.done = threading.Event()
+        self._ws = None
+        self._loop = asyncio.new_event_loop()
+        self._cursor = 0
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        _push_clients.append(self)
+        self._thread.start()
+
+    def _run(self):
+        import asyncio
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._loop.run_until_complete(self._main())
+            # The library's own closing tasks: let them finish quietly.
+            pending = asyncio.all_tasks(self._loop)
+            for t in pending:
+                t.cancel()
+            self._loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        finally:
+            self.done.set()
+            self._loop.close()
+
+    async def _main(self):
+        import websockets
+        import websockets.exceptions as wse
+        try:
+            # ping_interval None: the client sends nothing of its own (the
+            # library still answers the server's pings).
+            ws = await websockets.connect(self.uri, extra_headers=self.headers, open_timeout=self.open_timeout,
+                                          ping_interval=None, close_timeout=2, compression=None,
+                                          max_size=1 << 20)
+        except wse.InvalidStatusCode as e:
+            self.status = e.status_code
+            return
+        except Exception as e:  # refused, reset, timed out
+            self.error = e
+            return
+        self._ws = ws
+        sock = ws.transport.get_extra_info("sockname")
+        self.local_port = sock[1] if sock else None
+        self.opened.set()
+        try:
+            async for raw in ws:
+                try:
+                    msg = json.loads(raw)
+                except (ValueError, TypeError):
+                    msg = raw
+                self.messages.append((time.monotonic(), msg))
+        except wse.ConnectionClosed:
+            pass
+        except Exception as e:
+            self.error = e
+        self.close_code = ws.close_code
+        self.close_reason = ws.close_reason
+
+    # Waiting.
+    def wait_open(self, timeout=5.0):
+        """Waits for the handshake to succeed; fails if it was refused."""
+        wait_for(lambda: self.opened.is_set() or self.done.is_set(), timeout,
+                 "%s to finish its WebSocket handshake" % self.name)
+        check(self.opened.is_set(), "%s: WebSocket handshake to %s refused: status %r, error %r"
+              % (self.name, self.uri.split("?")[0], self.status, self.error))
+        return self
+
+    def wait_refused(self, timeout=5.0):
+        """Waits for the handshake to be refused. Returns the HTTP status, or
+        None when the library could not read the refusal (python3-websockets
+        10 rejects any response that is not HTTP/1.1, and libwebsockets
+        answers a refused handshake with HTTP/1.0): ws_handshake_status
+        reads the status whatever the version."""
+        wait_for(self.done.is_set, timeout, "%s's handshake to be refused" % self.name)
+        check(not self.opened.is_set(), "%s: handshake accepted (messages %r), expected a refusal"
+              % (self.name, self.payloads()))
+        return self.status
+
+    def payloads(self):
+        return [m for _, m in self.messages]
+
+    def of_type(self, typ):
+        return [m for _, m in self.messages if isinstance(m, dict) and m.get("type") == typ]
+
+    def wait_message(self, pred, timeout, what):
+        """The first message (in arrival order, from the start) matching
+        pred; waits for it."""
+        def find():
+            for _, m in list(self.messages):
+                if pred(m):
+                    return m
+            if self.done.is_set() and not any(pred(m) for _, m in list(self.messages)):
+                raise TestFailure("%s closed (code %r, error %r) without %s; messages %r"
+                                  % (self.name, self.close_code, self.error, what, self.payloads()))
+            return None
+        return wait_for(find, timeout, "%s to receive %s (so far %r)" % (self.name, what, self.payloads()))
+
+    def wait_type(self, typ, timeout=5.0):
+        return self.wait_message(lambda m: isinstance(m, dict) and m.get("type") == typ, timeout,
+                                 "a %s message" % typ)
+
+    def wait_closed(self, timeout=5.0):
+        wait_for(self.done.is_set, timeout, "%s to be closed (messages %r)" % (self.name, self.payloads()))
+        return self.close_code
+
+    # Ending.
+    def close(self, code=1000, timeout=5.0):
+        """A clean close handshake from the client side."""
+        if self._ws is not None and not self.done.is_set():
+            import asyncio
+            try:
+                asyncio.run_coroutine_threadsafe(self._ws.close(code), self._loop)
+            except RuntimeError:  # the loop has just ended
+                pass
+        # The receiving loop ends once the close handshake is over.
+        self.done.wait(timeout)
+
+    def abort(self):
+        """Drops the TCP connection without a close frame."""
+        if self._ws is not None and not self.done.is_set():
+            try:
+                self._loop.call_soon_threadsafe(self._ws.transport.abort)
+            except RuntimeError:
+                pass
+        self.done.wait(5)
+
+    kill = abort
+
+
+class SseClient:
+    """One Server-Sent Events stream, read by curl -N in a subprocess.
+
+    curl writes the response headers (-D -) then the body; a thread parses
+    them. Attributes:
+      status    HTTP status of the response (None until the headers came)
+      proto     "HTTP/1.1" or "HTTP/2"
+      headers   {lower-case name: value}
+      lines     [(monotonic time, line)] every body line, as sent
+      events    [dict(event=, data=, id=, t=)]: data parsed as JSON when it is
+      comments  [(monotonic time, text)] comment lines (": hb")
+      retry     the value of the first retry: line
+      exit_code curl's exit status once it ended
+    """
+
+    def __init__(self, port, token=None, via="query", room=DEFAULT_ROOM, path="/queue/events",
+                 headers=None, http2=False, last_event_id=None, name="sse", accept=True):
+        q, h = _token_headers(token, via, room)
+        self.name = name
+        self.url = "http://127.0.0.1:%d%s%s" % (port, path, q)
+        argv = [CURL, "-N", "-s", "-D", "-", "--max-time", "120"]
+        if http2:
+            argv.append("--http2-prior-knowledge")
+        if accept:
+            argv += ["-H", "Accept: text/event-stream"]
+        if last_event_id is not None:
+            argv += ["-H", "Last-Event-ID: %s" % last_event_id]
+        for k, v in h + list(headers or []):
+            argv += ["-H", "%s: %s" % (k, v)]
+        argv.append(self.url)
+        self.status = None
+        self.proto = None
+        self.headers = {}
+        self.lines = []
+        self.events = []
+        self.comments = []
+        self.retry = None
+        self.exit_code = None
+        self.done = threading.Event()
+        self.popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                      stderr=subprocess.DEVNULL, preexec_fn=_pdeathsig, close_fds=True)
+        _push_clients.append(self)
+        self._thread = threading.Thread(target=self._read, name=name, daemon=True)
+        self._thread.start()
+
+    def _read(self):
+        f = self.popen.stdout
+        in_headers = True
+        cur = {}
+        try:
+            for raw in iter(f.readline, b""):
+                t = time.monotonic()
+                line = raw.decode("utf-8", "replace").rstrip("\r\n")
+                if in_headers:
+                    if line.startswith("HTTP/"):
+                        parts = line.split()
+                        self.proto = parts[0]
+                        self.status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
+                        self.headers = {}
+                    elif line == "":
+                        if self.status not in (None, 100):
+                            in_headers = False
+                    else:
+                        k, _, v = line.partition(":")
+                        self.headers[k.strip().lower()] = v.strip()
+                    continue
+                self.lines.append((t, line))
+                if line == "":
+                    if cur:
+                        cur["t"] = t
+                        if "data" in cur:
+                            try:
+                                cur["data"] = json.loads(cur["data"])
+                            except ValueError:
+                                pass
+                        self.events.append(cur)
+                    cur = {}
+                elif line.startswith(":"):
+                    self.comments.append((t, line[1:].strip()))
+                else:
+                    k, _, v = line.partition(":")
+                    v = v[1:] if v.startswith(" ") else v
+                    if k == "retry":
+                        if self.retry is None:
+                            self.retry = v
+                    elif k == "data":
+                        cur["data"] = cur["data"] + "\n" + v if "data" in cur else v
+                    elif k in ("event", "id"):
+                        cur[k] = v
+                    else:
+                        cur.setdefault("other", []).append(line)
+        finally:
+            self.exit_code = self.popen.wait()
+            self.done.set()
+
+    def body_lines(self):
+        return [l for _, l in self.lines]
+
+    def updates(self):
+        return [e for e in self.events if e.get("event") == "QUEUE_UPDATE"]
+
+    def wait_status(self, timeout=5.0):
+        wait_for(lambda: self.status is not None or self.done.is_set(), timeout,
+                 "%s to receive response headers" % self.name)
+        check(self.status is not None, "%s: curl exited %r without a response" % (self.name, self.exit_code))
+        return self.status
+
+    def wait_event(self, pred, timeout, what):
+        def find():
+            for e in list(self.events):
+                if pred(e):
+                    return e
+            if self.done.is_set():
+                raise TestFailure("%s ended (curl exit %r) without %s; lines %r"
+                                  % (self.name, self.exit_code, what, self.body_lines()[-20:]))
+            return None
+        return wait_for(find, timeout, "%s to receive %s (lines so far %r)"
+                        % (self.name, what, self.body_lines()[-20:]))
+
+    def wait_type(self, typ, timeout=5.0):
+        return self.wait_event(lambda e: e.get("event") == typ, timeout, "a %s event" % typ)
+
+    def wait_done(self, timeout=5.0):
+        wait_for(self.done.is_set, timeout, "%s's stream to end (lines %r)" % (self.name, self.body_lines()[-10:]))
+        return self.exit_code
+
+    def kill(self):
+        """Ends curl (the connection closes without more ado)."""
+        if self.popen.poll() is None:
+            try:
+                self.popen.kill()
+            except ProcessLookupError:
+                pass
+        try:
+            self.popen.wait(5)
+        except subprocess.TimeoutExpired:
+            pass
+        self.done.wait(5)
+
+    close = kill
+
+
+def curl_status(url, headers=(), http2=False, timeout=10):
+    """The HTTP status curl gets for url (body discarded); for refusals."""
+    argv = [CURL, "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", str(timeout)]
+    if http2:
+        argv.append("--http2-prior-knowledge")
+    for k, v in headers:
+        argv += ["-H", "%s: %s" % (k, v)]
+    argv.append(url)
+    code, out, _ = run_tool(argv, timeout=timeout + 5)
+    return int(out) if out.isdigit() else None
+
+
+# Hand-written WebSocket frames (RFC 6455), for input no library will send.
+
+def ws_frame(opcode, payload=b"", fin=True, mask=True, declared_len=None):
+    """One frame: opcode (1 text, 2 binary, 8 close, 9 ping, 10 pong),
+    masked with a random key unless mask is False. declared_len puts another
+    length in the header than the payload's (to claim a huge frame)."""
+    if isinstance(payload, str):
+        payload = payload.encode()
+    n = len(payload) if declared_len is None else declared_len
+    head = bytearray([(0x80 if fin else 0) | opcode])
+    m = 0x80 if mask else 0
+    if n < 126:
+        head.append(m | n)
+    elif n < 65536:
+        head.append(m | 126)
+        head += n.to_bytes(2, "big")
+    else:
+        head.append(m | 127)
+        head += n.to_bytes(8, "big")
+    if mask:
+        key = secrets.token_bytes(4)
+        head += key
+        payload = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+    return bytes(head) + payload
+
+
+class RawWs:
+    """A WebSocket connection by hand over a plain socket.
+
+    connect() sends the upgrade request and reads the response head:
+    status is the response's status code, headers its headers (lower-case
+    names). After a 101, read_frame() parses the server's frames.
+    """
+
+    def __init__(self, port, path="/queue/ws", token=None, via="query", room=DEFAULT_ROOM,
+                 headers=None, timeout=5.0):
+        self.port = port
+        q, h = _token_headers(token, via, room)
+        self.target = path + q
+        self.extra = h + list(headers or [])
+        self.timeout = timeout
+        self.sock = None
+        self.buf = b""
+        self.status = None
+        self.headers = {}
+
+    def request_bytes(self):
+        key = base64.b64encode(secrets.token_bytes(16)).decode()
+        lines = ["GET %s HTTP/1.1" % self.target, "Host: 127.0.0.1:%d" % self.port,
+                 "Upgrade: websocket", "Connection: Upgrade", "Sec-WebSocket-Key: " + key,
+                 "Sec-WebSocket-Version: 13"]
+        lines += ["%s: %s" % (k, v) for k, v in self.extra]
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+    def open_socket(self):
+        self.sock = socket.create_connection(("127.0.0.1", self.port), timeout=self.timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return self.sock
+
+    def connect(self):
+        self.open_socket()
+        self.sock.sendall(self.request_bytes())
+        while b"\r\n\r\n" not in self.buf:
+            data = self.sock.recv(65536)
+            if not data:
+                raise TestFailure("connection closed before the handshake answer (got %r)" % self.buf)
+            self.buf += data
+        head, _, self.buf = self.buf.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        self.status = int(lines[0].split()[1])
+        for l in lines[1:]:
+            k, _, v = l.partition(":")
+            self.headers[k.strip().lower()] = v.strip()
+        return self.status
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def _need(self, n, deadline):
+        while len(self.buf) < n:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise socket.timeout("timed out reading a frame")
+            self.sock.settimeout(left)
+            data = self.sock.recv(65536)
+            if not data:
+                return False
+            self.buf += data
+        return True
+
+    def read_frame(self, timeout=5.0):
+        """(opcode, payload) of the next server frame; None once the server
+        closed or reset the connection. Raises socket.timeout if nothing
+        complete arrives within timeout."""
+        deadline = time.monotonic() + timeout
+        try:
+            if not self._need(2, deadline):
+                return None
+            b0, b1 = self.buf[0], self.buf[1]
+            n = b1 & 0x7F
+            off = 2
+            if n == 126:
+                if not self._need(4, deadline):
+                    return None
+                n = int.from_bytes(self.buf[2:4], "big")
+                off = 4
+            elif n == 127:
+                if not self._need(10, deadline):
+                    return None
+                n = int.from_bytes(self.buf[2:10], "big")
+                off = 10
+            if b1 & 0x80:
+                off += 4  # servers do not mask; skip a key anyway
+            if not self._need(off + n, deadline):
+                return None
+            payload = self.buf[off:off + n]
+            self.buf = self.buf[off + n:]
+            return b0 & 0x0F, payload
+        except (ConnectionResetError, BrokenPipeError):
+            return None
+
+    def wait_close(self, timeout=10.0):
+        """Reads frames until a close frame or the end of the connection.
+        Returns ("close", code or None, reason) or ("dropped", None, "")."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TestFailure("the server neither closed nor dropped the connection within %.0fs" % timeout)
+            try:
+                f = self.read_frame(left)
+            except socket.timeout:
+                continue
+            if f is None:
+                return ("dropped", None, "")
+            op, payload = f
+            if op == 8:
+                code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else None
+                return ("close", code, payload[2:].decode("utf-8", "replace"))
+
+    def close(self):
+        if self.sock is not None:
+            try:
+                self.sock.close()
+            except OSError:
+                pass
+
+
+def ws_handshake_status(port, path="/queue/ws", token=None, via="query", room=DEFAULT_ROOM, headers=None):
+    """(status, headers, body start) of a hand-written WebSocket handshake;
+    for refusals, whose status line any HTTP version may carry."""
+    c = RawWs(port, path=path, token=token, via=via, room=room, headers=headers)
+    try:
+        st = c.connect()
+        return st, c.headers, c.buf[:300]
+    finally:
+        c.close()
+
+
+# The room's events channel, as the gateways hear it.
+
+class EventsSubscriber:
+    """SUBSCRIBEs to channels in a thread; messages is [(monotonic time,
+    channel, parsed JSON message)]."""
+
+    def __init__(self, redis_port, *channels):
+        self.messages = []
+        self.conn = Resp(redis_port)
+        for ch in channels:
+            self.conn.sock.sendall(Resp.encode("SUBSCRIBE", ch))
+            r = self.conn.read_reply()
+            check(isinstance(r, list) and _s(r[0]) == "subscribe", "SUBSCRIBE %s answered %r" % (ch, r))
+        self.conn.sock.settimeout(None)
+        self._thread = threading.Thread(target=self._read, name="subscriber", daemon=True)
+        self._thread.start()
+
+    def _read(self):
+        try:
+            while True:
+                r = self.conn.read_reply()
+                if isinstance(r, list) and len(r) == 3 and _s(r[0]) == "message":
+                    try:
+                        msg = json.loads(r[2])
+                    except ValueError:
+                        msg = _s(r[2])
+                    self.messages.append((time.monotonic(), _s(r[1]), msg))
+        except (OSError, ConnectionError, ValueError):
+            return
+
+    def ticks(self, channel=None):
+        """The messages (dicts) of channel, in order."""
+        return [m for _, ch, m in list(self.messages) if channel is None or ch == channel]
+
+    def close(self):
+        try:
+            self.conn.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.conn.close()
+
+
+# Processes of a gateway master (gateway.processes >= 2).
+
+def proc_children(pid):
+    """Pids of the live (not zombie) children of pid, from /proc."""
+    kids = set()
+    try:
+        for tid in os.listdir("/proc/%d/task" % pid):
+            try:
+                with open("/proc/%d/task/%s/children" % (pid, tid)) as f:
+                    kids.update(int(x) for x in f.read().split())
+            except OSError:
+                pass
+    except OSError:
+        pass
+    if not kids and os.path.isdir("/proc/%d" % pid):
+        # Kernels without the children file: scan every process's ppid.
+        for d in os.listdir("/proc"):
+            if d.isdigit():
+                st = proc_stat(int(d))
+                if st and st[1] == pid:
+                    kids.add(int(d))
+    return sorted(k for k in kids if pid_alive(k))
+
+
+def proc_stat(pid):
+    """(state letter, ppid) of pid, or None if there is no such process."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            data = f.read()
+    except OSError:
+        return None
+    rest = data[data.rindex(")") + 2:].split()
+    return rest[0], int(rest[1])
+
+
+def pid_alive(pid):
+    st = proc_stat(pid)
+    return st is not None and st[0] not in ("Z", "X")
+
+
+def socket_owners(local_port, remote_port, pids):
+    """Which of pids hold a TCP socket whose local port is local_port and
+    remote port remote_port: the server side of a client's connection, or
+    with remote_port 0 a listening socket. Found by inode in
+    /proc/net/tcp{,6} and the pids' fd links; returns a set of pids."""
+    inodes = set()
+    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(name) as f:
+                next(f)
+                for line in f:
+                    parts = line.split()
+                    lp = int(parts[1].rsplit(":", 1)[1], 16)
+                    rp = int(parts[2].rsplit(":", 1)[1], 16)
+                    if lp == local_port and rp == remote_port:
+                        inodes.add(parts[9])
+        except OSError:
+            pass
+    links = {"socket:[%s]" % i for i in inodes if i != "0"}
+    owners = set()
+    for pid in pids:
+        try:
+            for fd in os.listdir("/proc/%d/fd" % pid):
+                try:
+                    if os.readlink("/proc/%d/fd/%s" % (pid, fd)) in links:
+                        owners.add(pid)
+                        break
+                except OSError:
+                    pass
+        except OSError:
+            pass
+    return owners
+
+
+def socket_owner(local_port, remote_port, pids):
+    """The one pid of pids holding that socket (see socket_owners), or None."""
+    owners = socket_owners(local_port, remote_port, pids)
+    return min(owners) if owners else None
+
+
+def accepts(port):
+    """True if a TCP connection to 127.0.0.1:port opens."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1.0).close()
+        return True
+    except OSError:
+        return False

@@ -184,6 +184,13 @@ def _():
                 return int(line.split(":")[1])
         raise AssertionError("no total_commands_processed in INFO")
 
+    # Presence reports from the earlier cases (joins, polls, leaves) are
+    # flushed every 200 ms: wait until Redis is idle before counting.
+    def quiet():
+        a = processed()
+        time.sleep(0.5)  # the observation window of the condition, not a wait for the outcome
+        return processed() - a <= 1
+    H.wait_for(quiet, 10, "Redis to be idle (no presence reports in flight)")
     before = processed()
     for port in (env.gw_port, S["c_port"]):
         for _ in range(25):
