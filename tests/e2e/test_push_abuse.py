@@ -4,7 +4,9 @@ WebSocket frames are written by hand over plain sockets, since a WebSocket
 library will not send malformed or abusive frames. What the spec promises:
 a text frame from a client is ignored, a binary frame is refused with close
 code 1003, an oversized frame with 1009, a flood of frames with 1008, an
-unknown path at the handshake with 404. For a stalled or trickling handshake
+unknown path at the handshake with 404; the server pings every
+heartbeat_interval (1 s here) and closes a connection whose pong does not
+come back. For a stalled or trickling handshake
 there is no setting, so the test asks that the server close it within 30 s
 and keep serving everyone else meanwhile. At the end the gateway must still
 be alive and serving.
@@ -30,7 +32,7 @@ def setup():
     env.start_redis()
     env.start_backend()
     env.configure(rooms=[H.room(backend_port=env.backend.port, total_active_users=1)],
-                  gateway=env.push_settings(processes=1))
+                  gateway=env.push_settings(processes=1, heartbeat_interval="1s"))
     env.start_gateway()
     H.wait_for(lambda: H.accepts(env.push_port), 5, "the push listener to accept")
     S["users"] = [env.join() for _ in range(3)]
@@ -198,6 +200,33 @@ def _():
         for h2 in (False, True):
             st = H.curl_status("http://127.0.0.1:%d%s?token=%s" % (env.gw_port, path, tok), [acc], http2=h2)
             H.eq(st, 404, "%s over %s" % (path, "HTTP/2" if h2 else "HTTP/1.1"))
+
+
+@tap.case("a client that never answers the server's pings is closed; one that answers stays open")
+def _():
+    mute = open_ws()
+    polite = H.WsClient(env.push_port, token=S["users"][2].token, name="ws-polite").wait_open()
+    t0 = time.monotonic()
+    pings = 0
+    while True:
+        H.check(time.monotonic() - t0 < 10, "a client that answered none of %d pings is still open after 10 s" % pings)
+        try:
+            f = mute.read_frame(1.0)
+        except socket.timeout:
+            continue
+        if f is None:
+            end = "dropped"
+            break
+        if f[0] == 9:
+            pings += 1
+        elif f[0] == 8:
+            end = "close %r" % (int.from_bytes(f[1][:2], "big") if len(f[1]) >= 2 else None)
+            break
+    H.diag("mute client: %d pings, then %s after %.1fs" % (pings, end, time.monotonic() - t0))
+    H.check(pings >= 1, "the server sent no ping in %.1fs with heartbeat_interval 1 s" % (time.monotonic() - t0))
+    mute.close()
+    H.check(not polite.done.is_set(), "the client that answers pings was closed too (code %r)" % polite.close_code)
+    polite.close()
 
 
 @tap.case("the stalled handshakes are closed within 30 s; everyone else is served meanwhile")

@@ -12,7 +12,6 @@ Rooms: "sse" (/sse) for the stream from first update to ACTIVE; "lei"
 
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as H  # noqa: E402
