@@ -29,6 +29,11 @@ typedef struct wr_cmd_s {
     void *data;
     int64_t sent_ms;
     int subscribed; /* the subscription record, embedded in wr_redis_t */
+    /* A script command keeps its arguments (after EVALSHA and the SHA) so
+     * that a NOSCRIPT answer can be retried once with EVAL and the source. */
+    const wr_script_t *script;
+    int argc;
+    const char **argv; /* in the same allocation as the record */
 } wr_cmd_t;
 
 struct wr_redis_s {
@@ -40,6 +45,8 @@ struct wr_redis_s {
     void *data;
 
     redisAsyncContext *ac; /* NULL while disconnected */
+    int connected;         /* the TCP connection is established (ac may still be handshaking) */
+    int64_t connect_started_ms;
     int up;                /* connected, authenticated and scripts loaded */
     int handshake_left;    /* replies still expected before up */
     int closing;
@@ -57,9 +64,9 @@ struct wr_redis_s {
 
 static void connect_now(wr_redis_t *r);
 
-static wr_cmd_t *track(wr_redis_t *r, wr_redis_cb cb, void *data)
+static wr_cmd_t *track_sized(wr_redis_t *r, wr_redis_cb cb, void *data, size_t size)
 {
-    wr_cmd_t *c = wr_calloc(1, sizeof(*c));
+    wr_cmd_t *c = wr_calloc(1, size);
     c->conn = r;
     c->cb = cb;
     c->data = data;
@@ -70,6 +77,11 @@ static wr_cmd_t *track(wr_redis_t *r, wr_redis_cb cb, void *data)
         r->head = c;
     r->tail = c;
     return c;
+}
+
+static wr_cmd_t *track(wr_redis_t *r, wr_redis_cb cb, void *data)
+{
+    return track_sized(r, cb, data, sizeof(wr_cmd_t));
 }
 
 static void untrack(wr_redis_t *r, wr_cmd_t *c)
@@ -98,12 +110,24 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
     }
     untrack(r, c);
     if (reply != NULL && ((redisReply *)reply)->type == REDIS_REPLY_ERROR &&
-        strncmp(((redisReply *)reply)->str, "NOSCRIPT", 8) == 0 && r->ac != NULL) {
-        /* Someone flushed the script cache. This command fails; load the
-         * scripts again so that the next ones succeed. */
+        strncmp(((redisReply *)reply)->str, "NOSCRIPT", 8) == 0 && r->ac != NULL && c->script != NULL) {
+        /* Someone flushed the script cache: load the scripts again for the
+         * commands to come, and retry this one with its source. */
         wr_warn("redis %s: scripts missing (SCRIPT FLUSH?); reloading", r->name);
         for (size_t i = 0; i < wr_num_scripts; i++)
             redisAsyncCommandArgv(r->ac, NULL, NULL, 3, (const char *[]){"SCRIPT", "LOAD", wr_scripts[i]->source}, NULL);
+        c->argv[0] = "EVAL";
+        c->argv[1] = c->script->source;
+        c->script = NULL; /* once */
+        c->next = NULL;
+        if (r->tail != NULL)
+            r->tail->next = c;
+        else
+            r->head = c;
+        r->tail = c;
+        if (redisAsyncCommandArgv(r->ac, on_reply, c, c->argc, c->argv, NULL) == REDIS_OK)
+            return;
+        untrack(r, c);
     }
     c->cb(reply, c->data);
     free(c);
@@ -188,6 +212,7 @@ static void on_connect(const redisAsyncContext *ac, int status)
             schedule_retry(r);
         return;
     }
+    r->connected = 1;
     send_handshake(r);
 }
 
@@ -195,6 +220,7 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
 {
     wr_redis_t *r = ac->data;
     r->ac = NULL;
+    r->connected = 0;
     if (!r->closing)
         wr_error("redis %s: connection lost%s%s", r->name, status != REDIS_OK ? ": " : "",
                  status != REDIS_OK ? ac->errstr : "");
@@ -221,6 +247,8 @@ static void connect_now(wr_redis_t *r)
         return;
     }
     r->ac->data = r;
+    r->connected = 0;
+    r->connect_started_ms = wr_mono_ms();
     redisLibuvAttach(r->ac, r->loop);
     redisAsyncSetConnectCallback(r->ac, on_connect);
     redisAsyncSetDisconnectCallback(r->ac, on_disconnect);
@@ -229,9 +257,23 @@ static void connect_now(wr_redis_t *r)
 static void on_watchdog(uv_timer_t *t)
 {
     wr_redis_t *r = t->data;
-    if (r->ac == NULL || r->head == NULL)
+    int64_t now = wr_mono_ms();
+    if (r->ac == NULL)
         return;
-    if (wr_mono_ms() - r->head->sent_ms > r->conf->redis.command_timeout_ms) {
+    if (!r->connected && now - r->connect_started_ms > r->conf->redis.connect_timeout_ms) {
+        /* hiredis 0.14's libuv adapter ignores a poll error, so a refused
+         * connect can hang forever: give up on it and try again. */
+        redisAsyncContext *ac = r->ac;
+        if (r->failures == 0)
+            wr_error("redis %s: connect timed out after %lld ms", r->name, (long long)r->conf->redis.connect_timeout_ms);
+        r->ac = NULL;
+        redisAsyncFree(ac);
+        schedule_retry(r);
+        return;
+    }
+    if (r->head == NULL)
+        return;
+    if (now - r->head->sent_ms > r->conf->redis.command_timeout_ms) {
         redisAsyncContext *ac = r->ac;
         wr_error("redis %s: no reply in %lld ms; reconnecting", r->name, (long long)r->conf->redis.command_timeout_ms);
         /* redisAsyncDisconnect would wait for the replies that are not
@@ -296,32 +338,42 @@ int wr_redis_up(const wr_redis_t *r)
 int wr_redis_script(wr_redis_t *r, const wr_script_t *s, const char *const *keys, int nargs, const char *const *args,
                     wr_redis_cb cb, void *data)
 {
-    const char *small[16], **argv = small;
-    char nkeys[16];
-    int argc = 0, ret = WR_OK;
+    int argc = 3 + s->num_keys + nargs;
+    size_t strings = 16, off;
+    wr_cmd_t *c;
+    char *p;
 
     if (!r->up || r->ac == NULL)
         return WR_ERROR;
-    if (3 + s->num_keys + nargs > (int)WR_ARRAY_SIZE(small))
-        argv = wr_malloc(sizeof(*argv) * (size_t)(3 + s->num_keys + nargs));
-    snprintf(nkeys, sizeof(nkeys), "%d", s->num_keys);
-    argv[argc++] = "EVALSHA";
-    argv[argc++] = s->sha;
-    argv[argc++] = nkeys;
     for (int i = 0; i < s->num_keys; i++)
-        argv[argc++] = keys[i];
+        strings += strlen(keys[i]) + 1;
     for (int i = 0; i < nargs; i++)
-        argv[argc++] = args[i];
-    if (redisAsyncCommandArgv(r->ac, on_reply, track(r, cb, data), argc, argv, NULL) != REDIS_OK) {
-        /* Only fails when the context is going away: the record was tracked, drop it. */
-        wr_cmd_t *c = r->tail;
+        strings += strlen(args[i]) + 1;
+    /* One allocation: the record, the argument vector and copies of the strings. */
+    off = sizeof(wr_cmd_t) + sizeof(char *) * (size_t)argc;
+    c = track_sized(r, cb, data, off + strings);
+    c->script = s;
+    c->argc = argc;
+    c->argv = (const char **)((char *)c + sizeof(wr_cmd_t));
+    p = (char *)c + off;
+    c->argv[0] = "EVALSHA";
+    c->argv[1] = s->sha;
+    c->argv[2] = p;
+    p += sprintf(p, "%d", s->num_keys) + 1;
+    for (int i = 0; i < s->num_keys + nargs; i++) {
+        const char *src = i < s->num_keys ? keys[i] : args[i - s->num_keys];
+        size_t n = strlen(src) + 1;
+        memcpy(p, src, n);
+        c->argv[3 + i] = p;
+        p += n;
+    }
+    if (redisAsyncCommandArgv(r->ac, on_reply, c, argc, c->argv, NULL) != REDIS_OK) {
+        /* Only fails when the context is going away. */
         untrack(r, c);
         free(c);
-        ret = WR_ERROR;
+        return WR_ERROR;
     }
-    if (argv != small)
-        free(argv);
-    return ret;
+    return WR_OK;
 }
 
 int wr_redis_subscribe(wr_redis_t *r, int nchannels, const char *const *channels, wr_redis_cb cb, void *data)
