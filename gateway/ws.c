@@ -17,8 +17,8 @@
  * client only needs the latest). Frames from clients are not expected: text
  * is ignored, binary is refused with 1003, a frame over WR_WS_RX_MAX with
  * 1009, more than WR_WS_RX_FLOOD frames a second with 1008. Pings every
- * heartbeat_interval, and a connection silent for twice that is dropped;
- * handshakes must complete within WR_WS_HANDSHAKE_S seconds.
+ * heartbeat_interval (on_ping), and a connection silent for twice that is
+ * dropped; handshakes must complete within WR_WS_HANDSHAKE_S seconds.
  */
 #include "ws.h"
 
@@ -48,19 +48,21 @@ typedef struct wr_ws_listener_s {
 struct wr_ws_s {
     wr_gateway_t *gw;
     struct lws_context *context;
-    lws_retry_bo_t retry;
+    uv_timer_t ping;
     wr_ws_listener_t *listeners;
     size_t num_listeners;
 };
 
 typedef struct wr_ws_session_s {
     wr_push_conn_t conn;
+    struct wr_ws_session_s *next, *prev; /* established sessions, for pings */
+    int64_t last_heard_ms;               /* last frame or pong from the client */
     struct lws *wsi;
     wr_gw_room_t *room;
     wr_claims_t claims;
     int verified;
     char *out; /* LWS_PRE + message, or NULL */
-    size_t out_len;
+    size_t out_len, out_cap;
     int out_final;
     int closing;
     int64_t window_start_ms;
@@ -71,14 +73,41 @@ typedef struct wr_ws_session_s {
  * set after wr_ws_free, as libwebsockets may still close connections (and
  * call back) while the loop winds down. */
 static wr_gateway_t *ws_gw;
+static wr_ws_session_t sessions = {.next = &sessions, .prev = &sessions};
+
+/*
+ * Writes a text frame now, when nothing is queued and the socket can take
+ * it: the common case, and the cheap one. Going through libwebsockets'
+ * WRITEABLE callback costs two epoll_ctl calls and a loop turn per message,
+ * which at tens of thousands of clients a tick is most of the work. Returns
+ * 1 when written.
+ */
+static int write_now(wr_ws_session_t *s, const char *json, size_t len)
+{
+    unsigned char buf[LWS_PRE + 256];
+    if (len > sizeof(buf) - LWS_PRE || s->out_len > 0 || lws_send_pipe_choked(s->wsi))
+        return 0;
+    memcpy(buf + LWS_PRE, json, len);
+    if (lws_write(s->wsi, buf + LWS_PRE, len, LWS_WRITE_TEXT) < (int)len) {
+        /* Fatal for the connection: let libwebsockets find out and close it. */
+        lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+    }
+    return 1;
+}
 
 static void ws_send(wr_push_conn_t *c, const char *type, const char *json, size_t len, const char *id, int final)
 {
     wr_ws_session_t *s = c->transport;
     if (s->closing || s->out_final || len > WR_WS_MSG_MAX)
         return;
-    if (s->out == NULL)
-        s->out = wr_malloc(LWS_PRE + WR_WS_MSG_MAX);
+    if (!final && write_now(s, json, len))
+        return;
+    if (len > s->out_cap) {
+        /* Sized to the message: most are position updates of under 100
+         * bytes, and this buffer lives as long as the connection. */
+        s->out = wr_realloc(s->out, LWS_PRE + len);
+        s->out_cap = len;
+    }
     memcpy(s->out + LWS_PRE, json, len);
     s->out_len = len;
     s->out_final = final;
@@ -188,6 +217,7 @@ static int send_close(wr_ws_session_t *s, enum lws_close_status code, const char
 static int on_receive(wr_ws_session_t *s, size_t len)
 {
     int64_t now = wr_mono_ms();
+    s->last_heard_ms = now;
     if (lws_frame_is_binary(s->wsi))
         return close_with(s, LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE, "binary frames are not accepted");
     if (len + lws_remaining_packet_payload(s->wsi) > WR_WS_RX_MAX)
@@ -220,7 +250,15 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         s->window_start_ms = wr_mono_ms();
         if (!s->verified)
             return -1;
+        s->last_heard_ms = wr_mono_ms();
+        s->next = &sessions;
+        s->prev = sessions.prev;
+        s->prev->next = s;
+        sessions.prev = s;
         wr_push_attach(ws_gw->push, &s->conn, s->room, &s->claims, &ws_ops, s, NULL);
+        return 0;
+    case LWS_CALLBACK_RECEIVE_PONG:
+        s->last_heard_ms = wr_mono_ms();
         return 0;
     case LWS_CALLBACK_SERVER_WRITEABLE:
         if (s->out_len > 0) {
@@ -235,9 +273,15 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     case LWS_CALLBACK_RECEIVE:
         return on_receive(s, len);
     case LWS_CALLBACK_CLOSED:
+        if (s->next != NULL) {
+            s->next->prev = s->prev;
+            s->prev->next = s->next;
+            s->next = s->prev = NULL;
+        }
         wr_push_detach(ws_gw->push, &s->conn);
         free(s->out);
         s->out = NULL;
+        s->out_cap = 0;
         return 0;
     default:
         return 0;
@@ -256,6 +300,29 @@ static void log_emit(int level, const char *line)
     while (n > 0 && line[n - 1] == '\n')
         n--;
     wr_log(level == LLL_ERR ? WR_LOG_ERROR : WR_LOG_WARN, "websocket: %.*s", (int)n, line);
+}
+
+/*
+ * Every heartbeat_interval: ping each client, and drop one not heard from
+ * (no pong, no frame) for two intervals. libwebsockets' own keepalive keeps
+ * a sorted timer list with one entry per connection, re-sorted on every
+ * message: at tens of thousands of connections that insertion dominated
+ * the profile, so the gateway keeps one timer for all of them instead.
+ */
+static void on_ping(uv_timer_t *t)
+{
+    int64_t now = wr_mono_ms(), limit = 2 * ws_gw->conf->gateway.heartbeat_interval_ms + 1000;
+    /* A payload, because libwebsockets does not pass an empty pong on to the callback. */
+    unsigned char ping[LWS_PRE + 2];
+    memcpy(ping + LWS_PRE, "wr", 2);
+    for (wr_ws_session_t *s = sessions.next; s != &sessions; s = s->next) {
+        if (now - s->last_heard_ms > limit) {
+            lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+            continue;
+        }
+        if (s->out_len == 0 && !s->closing && !lws_send_pipe_choked(s->wsi))
+            lws_write(s->wsi, ping + LWS_PRE, 2, LWS_WRITE_PING);
+    }
 }
 
 static void on_resume(uv_timer_t *t);
@@ -290,19 +357,15 @@ wr_ws_t *wr_ws_new(wr_gateway_t *gw)
     struct lws_context_creation_info info;
     void *loops[] = {gw->loop};
     wr_ws_t *ws = wr_calloc(1, sizeof(*ws));
-    uint16_t hb = (uint16_t)(gw->conf->gateway.heartbeat_interval_ms / 1000);
 
     ws->gw = gw;
     ws_gw = gw;
     lws_set_log_level(LLL_ERR, log_emit);
-    ws->retry.secs_since_valid_ping = hb;
-    ws->retry.secs_since_valid_hangup = (uint16_t)(2 * hb + 1);
 
     memset(&info, 0, sizeof(info));
     info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_EXPLICIT_VHOSTS | LWS_SERVER_OPTION_VALIDATE_UTF8;
     info.foreign_loops = loops;
     info.timeout_secs = WR_WS_HANDSHAKE_S;
-    info.retry_and_idle_policy = &ws->retry;
     info.gid = -1;
     info.uid = -1;
     if ((ws->context = lws_create_context(&info)) == NULL) {
@@ -322,7 +385,6 @@ wr_ws_t *wr_ws_new(wr_gateway_t *gw)
         info.protocols = protocols;
         info.options = LWS_SERVER_OPTION_VALIDATE_UTF8;
         info.timeout_secs = WR_WS_HANDSHAKE_S;
-        info.retry_and_idle_policy = &ws->retry;
         if ((l->vhost = lws_create_vhost(ws->context, &info)) == NULL) {
             wr_error("websocket: lws_create_vhost() failed");
             goto fail;
@@ -335,6 +397,10 @@ wr_ws_t *wr_ws_new(wr_gateway_t *gw)
         l->pause.data = l;
         uv_poll_start(&l->poll, UV_READABLE, on_acceptable);
     }
+    uv_timer_init(gw->loop, &ws->ping);
+    ws->ping.data = ws;
+    uv_timer_start(&ws->ping, on_ping, gw->conf->gateway.heartbeat_interval_ms,
+                   gw->conf->gateway.heartbeat_interval_ms);
     return ws;
 fail:
     /* The caller exits the process: the handles need no closing. */
@@ -343,6 +409,8 @@ fail:
 
 void wr_ws_stop_accepting(wr_ws_t *ws)
 {
+    if (uv_is_active((uv_handle_t *)&ws->ping))
+        uv_close((uv_handle_t *)&ws->ping, NULL);
     for (size_t i = 0; i < ws->num_listeners; i++) {
         wr_ws_listener_t *l = &ws->listeners[i];
         if (l->fd < 0)

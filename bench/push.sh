@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Push at scale: N waiting clients held by the gateway over WebSocket or SSE
+# while the worker admits one user per tick (tick 100 ms), so every waiting
+# client's position changes every tick. Measures, with waitroom-loadgen:
+# connections held, messages, errors, publish-to-receipt latency; and the
+# gateway's resident memory per held connection (RSS of its processes after
+# the clients connected, minus before, divided by the connections held).
+# Loopback only; bounded in time; cleans up after itself.
+#
+# Usage: bench/push.sh MODE CONNECTIONS GATEWAY_PROCESSES [DURATION_S]
+#   e.g. bench/push.sh ws 19000 1 20
+# Prints one JSON line of results on stdout.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mode=${1:-ws}; conns=${2:-19000}; procs=${3:-1}; duration=${4:-20}
+bin=$(scripts/build.sh | tail -n 1)
+
+run=$(mktemp -d /tmp/waitroom-push.XXXXXX)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$run"; }
+trap cleanup EXIT INT TERM
+port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+redis=$(port); http=$(port); push=$(port); backend=$(port)
+
+head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$run/secret.key"
+cat > "$run/w.json" <<JSON
+{ "log_level": "warn", "redis": {"port": $redis},
+  "gateway": {"listen": [{"host": "127.0.0.1", "port": $http}], "push_listen": [{"host": "127.0.0.1", "port": $push}],
+              "processes": $procs, "heartbeat_interval": "15s"},
+  "worker": {"tick_ms": 100},
+  "tokens": {"keys": [{"kid": "k1", "secret_file": "secret.key"}]},
+  "rooms": [{"name": "booking", "path": "/book", "backend": "http://127.0.0.1:$backend",
+             "total_active_users": 10000000, "new_users_per_minute": 600, "session_duration": "1h",
+             "abandon_grace": "1h"}] }
+JSON
+redis-server --port "$redis" --bind 127.0.0.1 --save '' --appendonly no --maxclients 100000 >"$run/redis.log" 2>&1 & pids+=($!)
+for _ in $(seq 100); do redis-cli -p "$redis" ping >/dev/null 2>&1 && break; sleep 0.1; done
+"$bin/gateway/waitroom-gateway" -c "$run/w.json" 2>"$run/gateway.log" & gwpid=$!; pids+=($gwpid)
+for _ in $(seq 100); do curl -fs "http://127.0.0.1:$http/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+
+# The gateway's processes: the master's children, or the process itself.
+gw_pids() { local c; c=$(cat /proc/$gwpid/task/$gwpid/children 2>/dev/null); echo "${c:-$gwpid}"; }
+rss_kib() { local t=0; for p in $(gw_pids); do t=$((t + $(awk '/VmRSS/ {print $2}' /proc/$p/status))); done; echo $t; }
+sleep 1
+rss_before=$(rss_kib)
+
+"$bin/worker/waitroom-worker" -c "$run/w.json" 2>"$run/worker.log" & pids+=($!)
+lprocs=$(( (conns + 17999) / 18000 )); sources=$(( (conns + 24999) / 25000 ))
+# Sample the gateway's RSS while the clients are held (after the ramp).
+ramp=4000
+( sleep $(( conns / ramp + 12 + duration / 2 )); rss_kib > "$run/rss_during" ) & pids+=($!)
+"$bin/bench/waitroom-loadgen" --mode "$mode" --connections "$conns" --processes "$lprocs" --sources "$sources" \
+  --http "127.0.0.1:$http" --push "127.0.0.1:$push" --path /book --duration "$duration" --ramp $ramp \
+  --connect-timeout 10 --json --quiet > "$run/loadgen.json"
+rss_during=$(cat "$run/rss_during" 2>/dev/null || rss_kib)
+waiting=$(redis-cli -p "$redis" zcard 'wr:{booking}:queue')
+/usr/bin/python3 - "$run/loadgen.json" "$mode" "$conns" "$procs" "$rss_before" "$rss_during" "$waiting" <<'PY'
+import json, sys
+lg = json.load(open(sys.argv[1]))
+mode, conns, procs, before, during, waiting = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7])
+held = lg.get("connections", {}).get("held_end") or 0
+out = {"mode": mode, "connections": conns, "gateway_processes": procs, "gateway_rss_before_kib": before,
+       "gateway_rss_held_kib": during, "waiting_in_redis": waiting, "loadgen": lg}
+if held:
+    out["kib_per_connection"] = round((during - before) / held, 2)
+print(json.dumps(out))
+PY
