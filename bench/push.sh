@@ -17,7 +17,10 @@ bin=$(scripts/build.sh | tail -n 1)
 
 run=$(mktemp -d /tmp/waitroom-push.XXXXXX)
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$run"; }
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true
+  if [ -n "${KEEP:-}" ]; then echo "kept $run" >&2; else rm -rf "$run"; fi
+}
 trap cleanup EXIT INT TERM
 port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 redis=$(port); http=$(port); push=$(port); backend=$(port)
@@ -44,24 +47,46 @@ rss_kib() { local t=0; for p in $(gw_pids); do t=$((t + $(awk '/VmRSS/ {print $2
 sleep 1
 rss_before=$(rss_kib)
 
-"$bin/worker/waitroom-worker" -c "$run/w.json" 2>"$run/worker.log" & pids+=($!)
 lprocs=$(( (conns + 17999) / 18000 )); sources=$(( (conns + 24999) / 25000 ))
-# Sample the gateway's RSS while the clients are held (after the ramp).
 ramp=4000
-( sleep $(( conns / ramp + 12 + duration / 2 )); rss_kib > "$run/rss_during" ) & pids+=($!)
+# Connect everyone first, with no worker running (positions do not move, so
+# the ramp is not slowed by pushes); then start the worker and measure.
 "$bin/bench/waitroom-loadgen" --mode "$mode" --connections "$conns" --processes "$lprocs" --sources "$sources" \
-  --http "127.0.0.1:$http" --push "127.0.0.1:$push" --path /book --duration "$duration" --ramp $ramp \
-  --connect-timeout 10 --json --quiet > "$run/loadgen.json"
-rss_during=$(cat "$run/rss_during" 2>/dev/null || rss_kib)
+  --http "127.0.0.1:$http" --push "127.0.0.1:$push" --path /book --duration "$((duration + 8))" --ramp $ramp \
+  --connect-timeout 20 --json --quiet > "$run/loadgen.json" & lgpid=$!; pids+=($lgpid)
+# Established connections whose local port is the gateway's (from
+# /proc/net/tcp: ss cannot see sockets in every sandbox).
+held() {
+  local port=$http; [ "$mode" = ws ] && port=$push
+  awk -v p="$(printf '%04X' "$port")" '$4 == "01" && substr($2, index($2, ":") + 1) == p' /proc/net/tcp | wc -l
+}
+# Until everyone is connected, or the count has not grown for 3 s.
+last=-1; still=0
+for _ in $(seq 1200); do
+  n=$(held); [ "$n" -ge "$conns" ] && break
+  if [ "$n" -eq "$last" ] && [ "$n" -gt 0 ]; then still=$((still + 1)); [ $still -ge 30 ] && break; else still=0; fi
+  last=$n; sleep 0.1
+done
+held_at_start=$(held)
+rss_during=$(rss_kib)
+cpu() { local t=0; for p in $(gw_pids); do t=$((t + $(awk '{print $14 + $15}' /proc/$p/stat))); done; echo $t; }
+cpu_before=$(cpu)
+"$bin/worker/waitroom-worker" -c "$run/w.json" 2>"$run/worker.log" & pids+=($!)
+wait $lgpid || true
+cpu_after=$(cpu)
 waiting=$(redis-cli -p "$redis" zcard 'wr:{booking}:queue')
-/usr/bin/python3 - "$run/loadgen.json" "$mode" "$conns" "$procs" "$rss_before" "$rss_during" "$waiting" <<'PY'
+/usr/bin/python3 - "$run/loadgen.json" "$mode" "$conns" "$procs" "$rss_before" "$rss_during" "$waiting" "$held_at_start" "$((cpu_after - cpu_before))" "$(getconf CLK_TCK)" <<'PY'
 import json, sys
 lg = json.load(open(sys.argv[1]))
 mode, conns, procs, before, during, waiting = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7])
-held = lg.get("connections", {}).get("held_end") or 0
-out = {"mode": mode, "connections": conns, "gateway_processes": procs, "gateway_rss_before_kib": before,
-       "gateway_rss_held_kib": during, "waiting_in_redis": waiting, "loadgen": lg}
+held, ticks, hz = int(sys.argv[8]), int(sys.argv[9]), int(sys.argv[10])
+msgs = lg.get("messages", {}).get("total", 0)
+out = {"mode": mode, "connections": conns, "gateway_processes": procs, "held_when_worker_started": held,
+       "gateway_rss_before_kib": before, "gateway_rss_held_kib": during, "waiting_in_redis": waiting,
+       "gateway_cpu_s_while_pushing": round(ticks / hz, 2), "messages": msgs, "loadgen": lg}
 if held:
     out["kib_per_connection"] = round((during - before) / held, 2)
+if msgs:
+    out["gateway_cpu_us_per_message"] = round(ticks / hz * 1e6 / msgs, 2)
 print(json.dumps(out))
 PY

@@ -46,6 +46,7 @@ struct wr_redis_s {
 
     redisAsyncContext *ac; /* NULL while disconnected */
     int connected;         /* the TCP connection is established (ac may still be handshaking) */
+    int64_t last_reply_ms; /* when a reply last arrived: progress, even if the oldest command is old */
     int64_t connect_started_ms;
     int up;                /* connected, authenticated and scripts loaded */
     int handshake_left;    /* replies still expected before up */
@@ -109,6 +110,7 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
         return;
     }
     untrack(r, c);
+    r->last_reply_ms = wr_mono_ms();
     if (reply != NULL && ((redisReply *)reply)->type == REDIS_REPLY_ERROR &&
         strncmp(((redisReply *)reply)->str, "NOSCRIPT", 8) == 0 && r->ac != NULL && c->script != NULL) {
         /* Someone flushed the script cache: load the scripts again for the
@@ -273,7 +275,10 @@ static void on_watchdog(uv_timer_t *t)
     }
     if (r->head == NULL)
         return;
-    if (now - r->head->sent_ms > r->conf->redis.command_timeout_ms) {
+    /* A busy gateway may read replies late; only a connection on which no
+     * reply at all has come for the timeout, while a command waits, is dead. */
+    if (now - r->head->sent_ms > r->conf->redis.command_timeout_ms &&
+        now - r->last_reply_ms > r->conf->redis.command_timeout_ms) {
         redisAsyncContext *ac = r->ac;
         wr_error("redis %s: no reply in %lld ms; reconnecting", r->name, (long long)r->conf->redis.command_timeout_ms);
         /* redisAsyncDisconnect would wait for the replies that are not

@@ -65,6 +65,7 @@ typedef struct wr_ws_session_s {
     size_t out_len, out_cap;
     int out_final;
     int closing;
+    int failed; /* a write failed: close at the next WRITEABLE */
     int64_t window_start_ms;
     unsigned frames_in_window;
 } wr_ws_session_t;
@@ -76,22 +77,38 @@ static wr_gateway_t *ws_gw;
 static wr_ws_session_t sessions = {.next = &sessions, .prev = &sessions};
 
 /*
- * Writes a text frame now, when nothing is queued and the socket can take
- * it: the common case, and the cheap one. Going through libwebsockets'
- * WRITEABLE callback costs two epoll_ctl calls and a loop turn per message,
- * which at tens of thousands of clients a tick is most of the work. Returns
- * 1 when written.
+ * The connection is dead (a write failed): stop using it at once, and let
+ * libwebsockets close it from the WRITEABLE callback. (lws_set_timeout would
+ * do too, but it inserts into a sorted list of every connection: at tens of
+ * thousands of clients gone at once, that is quadratic.)
+ */
+static void fail(wr_ws_session_t *s)
+{
+    if (s->closing)
+        return;
+    s->closing = 1;
+    s->failed = 1;
+    wr_push_detach(ws_gw->push, &s->conn);
+    lws_callback_on_writable(s->wsi);
+}
+
+/*
+ * Writes a text frame now, when nothing of ours is queued: the common case,
+ * and the cheap one. Going through libwebsockets' WRITEABLE callback costs
+ * two epoll_ctl calls and a loop turn per message, which at tens of
+ * thousands of clients a tick is most of the work. If the socket cannot
+ * take the whole frame, libwebsockets keeps the rest and sends it first
+ * when it can (lws_write appends to its own output buffer), so frames stay
+ * whole and in order. Returns 1 when written.
  */
 static int write_now(wr_ws_session_t *s, const char *json, size_t len)
 {
     unsigned char buf[LWS_PRE + 256];
-    if (len > sizeof(buf) - LWS_PRE || s->out_len > 0 || lws_send_pipe_choked(s->wsi))
+    if (len > sizeof(buf) - LWS_PRE || s->out_len > 0)
         return 0;
     memcpy(buf + LWS_PRE, json, len);
-    if (lws_write(s->wsi, buf + LWS_PRE, len, LWS_WRITE_TEXT) < (int)len) {
-        /* Fatal for the connection: let libwebsockets find out and close it. */
-        lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
-    }
+    if (lws_write(s->wsi, buf + LWS_PRE, len, LWS_WRITE_TEXT) < (int)len)
+        fail(s);
     return 1;
 }
 
@@ -261,6 +278,8 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         s->last_heard_ms = wr_mono_ms();
         return 0;
     case LWS_CALLBACK_SERVER_WRITEABLE:
+        if (s->failed)
+            return -1;
         if (s->out_len > 0) {
             size_t n = s->out_len;
             s->out_len = 0;
@@ -316,12 +335,14 @@ static void on_ping(uv_timer_t *t)
     unsigned char ping[LWS_PRE + 2];
     memcpy(ping + LWS_PRE, "wr", 2);
     for (wr_ws_session_t *s = sessions.next; s != &sessions; s = s->next) {
+        if (s->closing)
+            continue;
         if (now - s->last_heard_ms > limit) {
-            lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+            fail(s);
             continue;
         }
-        if (s->out_len == 0 && !s->closing && !lws_send_pipe_choked(s->wsi))
-            lws_write(s->wsi, ping + LWS_PRE, 2, LWS_WRITE_PING);
+        if (s->out_len == 0 && lws_write(s->wsi, ping + LWS_PRE, 2, LWS_WRITE_PING) < 2)
+            fail(s);
     }
 }
 
