@@ -87,6 +87,7 @@ int wr_admit_connect(wr_admit_t *a)
         return WR_ERROR;
     if (command_ok(a, "SCRIPT LOAD", 3, (const char *[]){"SCRIPT", "LOAD", wr_script_admit.source}) != WR_OK)
         return WR_ERROR;
+    a->connected_ms = wr_mono_ms();
     wr_info("redis: connected to %s:%d", c->redis.unix_socket ? c->redis.unix_socket : c->redis.host,
             c->redis.unix_socket ? 0 : c->redis.port);
     return WR_OK;
@@ -94,15 +95,21 @@ int wr_admit_connect(wr_admit_t *a)
 
 static void append_admit(wr_admit_t *a, wr_admit_room_t *r)
 {
-    char limit[24], rate[24], session[24], tombstone[24];
+    char limit[24], rate[24], session[24], tombstone[24], max_drop[24];
     snprintf(limit, sizeof(limit), "%" PRId64, r->conf->total_active_users);
     snprintf(rate, sizeof(rate), "%" PRId64, r->conf->new_users_per_minute);
     snprintf(session, sizeof(session), "%" PRId64, r->conf->session_duration_ms);
     snprintf(tombstone, sizeof(tombstone), "%" PRId64, a->conf->tokens.queue_token_ttl_ms);
+    /* Nobody is dropped for one grace after (re)connecting: while Redis or
+     * this worker was away, deadlines passed that the gateways could not
+     * push forward; they refresh everyone they hold as soon as they are
+     * back, and a user who really left is dropped one grace later. */
+    snprintf(max_drop, sizeof(max_drop), "%d",
+             wr_mono_ms() - a->connected_ms < r->conf->abandon_grace_ms ? 0 : WR_ADMIT_MAX_DROP);
     const char *argv[] = {"EVALSHA",         wr_script_admit.sha, "7",           r->keys.queue,
                           r->keys.active,    r->keys.serving,     r->keys.revoked, r->keys.credit,
                           r->keys.events,    r->keys.deadline,    limit,         rate,
-                          session,           tombstone,           WR_ADMIT_MAX_DROP};
+                          session,           tombstone,           max_drop};
     redisAppendCommandArgv(a->redis, WR_ARRAY_SIZE(argv), argv, NULL);
 }
 

@@ -15,7 +15,7 @@
 #include "store.h"
 
 /* Most abandoned users one tick drops per room: bounds a tick's work after a mass exodus. */
-#define WR_ADMIT_MAX_DROP "1000"
+#define WR_ADMIT_MAX_DROP 1000
 
 typedef struct wr_admit_room_s {
     const wr_room_t *conf; /* borrowed from the config, which outlives the worker */
@@ -28,6 +28,7 @@ typedef struct wr_admit_room_s {
 typedef struct wr_admit_s {
     const wr_config_t *conf; /* borrowed */
     redisContext *redis;     /* owned; NULL while disconnected */
+    int64_t connected_ms;    /* monotonic time of the last (re)connection */
     wr_admit_room_t *rooms;  /* owned */
     size_t num_rooms;
 } wr_admit_t;
