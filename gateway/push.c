@@ -7,9 +7,13 @@
  * The ts in each message is the publish time of the tick that moved the
  * room (Redis's clock), so clients can measure publish-to-receipt latency.
  *
- * Cost: wr_push_room_changed walks the room's connections once per tick
- * that changed the room: one table look-up and at most one small message
- * each. Redis is not involved.
+ * Cost: a walk of the room's connections once per tick that changed the
+ * room: one table look-up and at most one small message each. Redis is not
+ * involved. The walk does not run inside wr_push_room_changed but from a
+ * zero timer, after the loop has read everything waiting: when a walk takes
+ * longer than a tick (tens of thousands of clients), the tick messages that
+ * arrived meanwhile collapse into one walk carrying the newest positions,
+ * instead of queueing walks of stale ones behind each other.
  */
 #include "push.h"
 
@@ -23,28 +27,40 @@
 typedef struct wr_push_room_s {
     wr_push_conn_t head; /* sentinel */
     size_t count;
+    int dirty; /* changed since its connections were last walked */
 } wr_push_room_t;
 
 struct wr_push_s {
     wr_gateway_t *gw;
     wr_push_room_t *rooms;
     size_t count;
+    uv_timer_t walk; /* runs the walks due, once the loop has read what is waiting */
 };
+
+static void on_walk(uv_timer_t *t);
 
 wr_push_t *wr_push_new(wr_gateway_t *gw)
 {
     wr_push_t *h = wr_calloc(1, sizeof(*h));
     h->gw = gw;
+    uv_timer_init(gw->loop, &h->walk);
+    h->walk.data = h;
     h->rooms = wr_calloc(gw->num_rooms, sizeof(*h->rooms));
     for (size_t i = 0; i < gw->num_rooms; i++)
         h->rooms[i].head.next = h->rooms[i].head.prev = &h->rooms[i].head;
     return h;
 }
 
-void wr_push_free(wr_push_t *h)
+static void free_hub(uv_handle_t *t)
 {
+    wr_push_t *h = t->data;
     free(h->rooms);
     free(h);
+}
+
+void wr_push_free(wr_push_t *h)
+{
+    uv_close((uv_handle_t *)&h->walk, free_hub);
 }
 
 size_t wr_push_count(const wr_push_t *h)
@@ -156,13 +172,28 @@ void wr_push_detach(wr_push_t *h, wr_push_conn_t *c)
     wr_presence_detach(h->gw->presence, c->room, &c->presence);
 }
 
-void wr_push_room_changed(wr_push_t *h, size_t room)
+static void walk(wr_push_t *h, wr_push_room_t *r)
 {
-    wr_push_room_t *r = &h->rooms[room];
+    r->dirty = 0;
     for (wr_push_conn_t *c = r->head.next, *next; c != &r->head; c = next) {
         next = c->next;
         evaluate(h, c);
     }
+}
+
+static void on_walk(uv_timer_t *t)
+{
+    wr_push_t *h = t->data;
+    for (size_t i = 0; i < h->gw->num_rooms; i++)
+        if (h->rooms[i].dirty)
+            walk(h, &h->rooms[i]);
+}
+
+void wr_push_room_changed(wr_push_t *h, size_t room)
+{
+    h->rooms[room].dirty = 1;
+    if (!uv_is_active((uv_handle_t *)&h->walk))
+        uv_timer_start(&h->walk, on_walk, 0, 0);
 }
 
 void wr_push_close_all(wr_push_t *h, const char *reason)

@@ -53,7 +53,7 @@ void wr_push_attach(wr_push_t *h, wr_push_conn_t *c, const wr_gw_room_t *room, c
 /* Detaches c; safe to call twice. */
 void wr_push_detach(wr_push_t *h, wr_push_conn_t *c);
 
-/* Re-evaluates every connection of room (index), after the view changed. */
+/* The view changed for room (index): its connections are re-evaluated soon (see push.c). */
 void wr_push_room_changed(wr_push_t *h, size_t room);
 
 /* Sends CLOSED (final) to every connection: the process is shutting down. */
