@@ -44,8 +44,14 @@ for _ in $(seq 100); do curl -fs "http://127.0.0.1:$http/healthz" >/dev/null 2>&
 # The gateway's processes: the master's children, or the process itself.
 gw_pids() { local c; c=$(cat /proc/$gwpid/task/$gwpid/children 2>/dev/null); echo "${c:-$gwpid}"; }
 rss_kib() { local t=0; for p in $(gw_pids); do t=$((t + $(awk '/VmRSS/ {print $2}' /proc/$p/status))); done; echo $t; }
+# Connections the gateway holds: its processes' open descriptors, less
+# those it had before the clients came (ss cannot see sockets in every
+# sandbox, and /proc/net/tcp is slow to read at tens of thousands).
+fds() { local t=0; for p in $(gw_pids); do t=$((t + $(ls /proc/$p/fd | wc -l))); done; echo $t; }
+held() { echo $(( $(fds) - fds_before )); }
 sleep 1
 rss_before=$(rss_kib)
+fds_before=$(fds)
 
 lprocs=$(( (conns + 17999) / 18000 )); sources=$(( (conns + 24999) / 25000 ))
 ramp=4000
@@ -54,18 +60,12 @@ ramp=4000
 "$bin/bench/waitroom-loadgen" --mode "$mode" --connections "$conns" --processes "$lprocs" --sources "$sources" \
   --http "127.0.0.1:$http" --push "127.0.0.1:$push" --path /book --duration "$((duration + 8))" --ramp $ramp \
   --connect-timeout 20 --json --quiet > "$run/loadgen.json" & lgpid=$!; pids+=($lgpid)
-# Established connections whose local port is the gateway's (from
-# /proc/net/tcp: ss cannot see sockets in every sandbox).
-held() {
-  local port=$http; [ "$mode" = ws ] && port=$push
-  awk -v p="$(printf '%04X' "$port")" '$4 == "01" && substr($2, index($2, ":") + 1) == p' /proc/net/tcp | wc -l
-}
 # Until everyone is connected, or the count has not grown for 3 s.
 last=-1; still=0
 for _ in $(seq 1200); do
   n=$(held); [ "$n" -ge "$conns" ] && break
   if [ "$n" -eq "$last" ] && [ "$n" -gt 0 ]; then still=$((still + 1)); [ $still -ge 30 ] && break; else still=0; fi
-  last=$n; sleep 0.1
+  last=$n; [ -n "${DEBUG:-}" ] && echo "held $n" >&2; sleep 0.1
 done
 held_at_start=$(held)
 rss_during=$(rss_kib)
