@@ -58,20 +58,25 @@ ramp=4000
 # Connect everyone first, with no worker running (positions do not move, so
 # the ramp is not slowed by pushes); then start the worker and measure.
 "$bin/bench/waitroom-loadgen" --mode "$mode" --connections "$conns" --processes "$lprocs" --sources "$sources" \
-  --http "127.0.0.1:$http" --push "127.0.0.1:$push" --path /book --duration "$((duration + 8))" --ramp $ramp \
+  --http "127.0.0.1:$http" --push "127.0.0.1:$push" --path /book --duration 600 --ramp $ramp \
   --connect-timeout 20 --json --quiet > "$run/loadgen.json" & lgpid=$!; pids+=($lgpid)
-# Until everyone is connected, or the count has not grown for 3 s.
-last=-1; still=0
-for _ in $(seq 1200); do
-  n=$(held); [ "$n" -ge "$conns" ] && break
-  if [ "$n" -eq "$last" ] && [ "$n" -gt 0 ]; then still=$((still + 1)); [ $still -ge 30 ] && break; else still=0; fi
-  last=$n; [ -n "${DEBUG:-}" ] && echo "held $n" >&2; sleep 0.1
+# Until everyone is connected, or the count grew by less than 0.5 % in 3 s.
+prev=-1
+for _ in $(seq 200); do
+  n=$(held); [ -n "${DEBUG:-}" ] && echo "held $n" >&2
+  [ "$n" -ge "$conns" ] && break
+  [ "$prev" -gt 0 ] && [ $((n - prev)) -lt $((prev / 200 + 1)) ] && break
+  prev=$n; sleep 3
 done
 held_at_start=$(held)
 rss_during=$(rss_kib)
 cpu() { local t=0; for p in $(gw_pids); do t=$((t + $(awk '{print $14 + $15}' /proc/$p/stat))); done; echo $t; }
 cpu_before=$(cpu)
 "$bin/worker/waitroom-worker" -c "$run/w.json" 2>"$run/worker.log" & pids+=($!)
+# Measure for the given duration after the worker starts, then have the
+# load generator stop and report (it does on SIGINT).
+sleep "$duration"
+kill -INT $lgpid 2>/dev/null || true
 wait $lgpid || true
 cpu_after=$(cpu)
 waiting=$(redis-cli -p "$redis" zcard 'wr:{booking}:queue')
