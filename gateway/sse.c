@@ -133,6 +133,8 @@ static const wr_push_ops_t sse_ops = {sse_send};
 static void on_heartbeat(uv_timer_t *t)
 {
     for (wr_sse_stream_t *s = streams.next; s != &streams; s = s->next) {
+        if (s->gone || s->finished || s->final_queued)
+            continue; /* nothing more goes out on it */
         append(s, ": hb\n\n", 6);
         flush(s);
     }

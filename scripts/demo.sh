@@ -23,13 +23,14 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-redis_port=$(free_port); backend_port=$(free_port); gateway_port=$(free_port)
+redis_port=$(free_port); backend_port=$(free_port); gateway_port=$(free_port); push_port=$(free_port)
 
 head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$run/secret.key"
 cat > "$run/waitroom.json" <<JSON
 {
   "redis": { "host": "127.0.0.1", "port": $redis_port },
-  "gateway": { "listen": [{ "host": "127.0.0.1", "port": $gateway_port }], "poll_interval": "2s" },
+  "gateway": { "listen": [{ "host": "127.0.0.1", "port": $gateway_port }],
+               "push_listen": [{ "host": "127.0.0.1", "port": $push_port }], "poll_interval": "2s" },
   "worker": { "tick_ms": 100 },
   "tokens": { "keys": [{ "kid": "demo", "secret_file": "secret.key" }] },
   "rooms": [{
@@ -61,6 +62,8 @@ waitroom demo is running.
     curl -s -H 'Accept: application/json' $url
     curl -s "http://127.0.0.1:$gateway_port/queue/status?token=TOKEN"
     curl -s -H "Queue-Token: TOKEN" $url          # proxied once ACTIVE
+    curl -sN "http://127.0.0.1:$gateway_port/queue/events?token=TOKEN"   # live position (SSE)
+    WebSocket: ws://127.0.0.1:$push_port/queue/ws?token=TOKEN
 
   Logs and config: $run
   Press Ctrl-C to stop.
