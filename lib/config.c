@@ -500,6 +500,15 @@ static const char *format_ms(char *buf, size_t size, int64_t ms, int64_t unit_ms
  * never moved, so a secret leaves no stale copy behind in freed memory.
  * Returns WR_OK, or WR_ERROR with errno set (EFBIG: more than max bytes).
  */
+/* Wipes a secret's bytes before giving its memory back; p may be NULL. */
+static void free_secret(void *p, size_t len)
+{
+    if (p != NULL) {
+        explicit_bzero(p, len);
+        free(p);
+    }
+}
+
 static int read_file(const char *path, size_t max, char **out, size_t *len)
 {
     int fd, rc = WR_ERROR, saved;
@@ -532,10 +541,7 @@ static int read_file(const char *path, size_t max, char **out, size_t *len)
     rc = WR_OK;
 done:
     saved = errno;
-    if (buf != NULL) {
-        explicit_bzero(buf, n);
-        free(buf);
-    }
+    free_secret(buf, n);
     if (fd >= 0)
         close(fd);
     errno = saved;
@@ -1105,10 +1111,7 @@ static int check_redis(ctx_t *c, void *base)
     pop(c, mark);
     rc = WR_OK;
 done:
-    if (buf != NULL) {
-        explicit_bzero(buf, len);
-        free(buf);
-    }
+    free_secret(buf, len);
     return rc;
 }
 
@@ -1116,10 +1119,8 @@ static void release_redis(void *base)
 {
     redis_conf_t *r = base;
 
-    if (r->password != NULL) {
-        explicit_bzero(r->password, strlen(r->password));
-        free(r->password);
-    }
+    if (r->password != NULL)
+        free_secret(r->password, strlen(r->password));
 }
 
 static int check_gateway(ctx_t *c, void *base)
@@ -1191,10 +1192,7 @@ static int check_key(ctx_t *c, void *base)
     pop(c, mark);
     rc = WR_OK;
 done:
-    if (buf != NULL) {
-        explicit_bzero(buf, len);
-        free(buf);
-    }
+    free_secret(buf, len);
     return rc;
 }
 
@@ -1202,10 +1200,7 @@ static void release_key(void *base)
 {
     wr_key_t *k = base;
 
-    if (k->secret != NULL) {
-        explicit_bzero(k->secret, k->secret_len);
-        free(k->secret);
-    }
+    free_secret(k->secret, k->secret_len);
 }
 
 static int check_tokens(ctx_t *c, void *base)
