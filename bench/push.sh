@@ -9,7 +9,9 @@
 #
 # Usage: bench/push.sh MODE CONNECTIONS GATEWAY_PROCESSES [DURATION_S]
 #   e.g. bench/push.sh ws 19000 1 20
-# Prints one JSON line of results on stdout.
+# Prints one JSON line of results on stdout. GW_WRAP, if set, prefixes the
+# gateway's command line (e.g. GW_WRAP='valgrind --tool=massif' to see where
+# its memory goes); KEEP=1 keeps the run directory; DEBUG=1 prints progress.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-ws}; conns=${2:-19000}; procs=${3:-1}; duration=${4:-20}
@@ -38,7 +40,7 @@ cat > "$run/w.json" <<JSON
 JSON
 redis-server --port "$redis" --bind 127.0.0.1 --save '' --appendonly no --maxclients 100000 >"$run/redis.log" 2>&1 & pids+=($!)
 for _ in $(seq 100); do redis-cli -p "$redis" ping >/dev/null 2>&1 && break; sleep 0.1; done
-"$bin/gateway/waitroom-gateway" -c "$run/w.json" 2>"$run/gateway.log" & gwpid=$!; pids+=($gwpid)
+${GW_WRAP:-} "$bin/gateway/waitroom-gateway" -c "$run/w.json" 2>"$run/gateway.log" & gwpid=$!; pids+=($gwpid)
 for _ in $(seq 100); do curl -fs "http://127.0.0.1:$http/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
 
 # The gateway's processes: the master's children, or the process itself.

@@ -220,5 +220,39 @@ def _():
     H.eq(c.wait_done(3), 0, "curl's exit status")
 
 
+@tap.case("HTTP/1.1: the gateway hands the stream its socket (no chunking, body ends at close), ignores what the client sends, and lets go at once when the client closes")
+def _():
+    import socket
+    w = env.join("/lei", room="lei")
+    pid = env.gateway.pid
+    fds = lambda: len(os.listdir("/proc/%d/fd" % pid))
+    base = fds()
+    s = socket.create_connection(("127.0.0.1", env.gw_port), timeout=5)
+    s.sendall(("GET /queue/events?token=%s HTTP/1.1\r\nHost: x\r\n\r\n" % w.token).encode())
+    buf = b""
+    while b"\r\n\r\n" not in buf or b"QUEUE_UPDATE" not in buf:
+        chunk = s.recv(4096)
+        H.check(chunk, "the stream closed before its first event: %r" % buf)
+        buf += chunk
+    head, body = buf.split(b"\r\n\r\n", 1)
+    lines = head.decode().split("\r\n")
+    H.check(lines[0].startswith("HTTP/1.1 200"), "status line %r" % lines[0])
+    names = {l.split(":", 1)[0].strip().lower(): l.split(":", 1)[1].strip() for l in lines[1:]}
+    H.eq(names.get("content-type"), "text/event-stream", "content-type")
+    H.check("transfer-encoding" not in names and "content-length" not in names,
+            "the body is delimited by the connection's end, not framed: %r" % names)
+    H.check(body.startswith(b"retry: "), "body starts with retry: (%r)" % body[:40])
+    H.wait_for(lambda: fds() >= base + 1, 3, "the gateway to hold the stream's socket")
+    s.sendall(b"GET / HTTP/1.1\r\n\r\nnoise" * 100)   # a client has nothing to say here
+    got = b""
+    s.settimeout(3)
+    while b": hb" not in got:
+        chunk = s.recv(4096)
+        H.check(chunk, "the stream closed after the client sent bytes")
+        got += chunk
+    s.close()
+    H.wait_for(lambda: fds() <= base, 3, "the gateway to close its side once the client closed (fds %d, before %d)" % (fds(), base))
+
+
 if __name__ == "__main__":
     tap.run(setup)
