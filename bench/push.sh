@@ -9,6 +9,8 @@
 #
 # Usage: bench/push.sh MODE CONNECTIONS GATEWAY_PROCESSES [DURATION_S]
 #   e.g. bench/push.sh ws 19000 1 20
+# Then the anchor (bench/sendfloor.c; FLOOR=0 skips it): the same writes per
+# tick per gateway process by a bare loop, with the same ticks.
 # Prints one JSON line of results on stdout. GW_WRAP, if set, prefixes the
 # gateway's command line (e.g. GW_WRAP='valgrind --tool=massif' to see where
 # its memory goes); KEEP=1 keeps the run directory; DEBUG=1 prints progress.
@@ -82,9 +84,18 @@ kill -INT $lgpid 2>/dev/null || true
 wait $lgpid || true
 cpu_after=$(cpu)
 waiting=$(redis-cli -p "$redis" zcard 'wr:{booking}:queue')
-/usr/bin/python3 - "$run/loadgen.json" "$mode" "$conns" "$procs" "$rss_before" "$rss_during" "$waiting" "$held_at_start" "$((cpu_after - cpu_before))" "$(getconf CLK_TCK)" <<'PY'
+# The anchor, right after, with everything above stopped: the same number
+# of writes per tick per gateway process, by a bare loop (bench/sendfloor.c).
+for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; pids=()
+echo '{}' > "$run/floor.json"
+if [ "${FLOOR:-1}" != 0 ]; then
+  per=$(( conns / procs )); [ "$per" -gt 19000 ] && per=19000
+  "$bin/bench/waitroom-sendfloor" --connections "$per" --ticks $((duration * 10)) --json > "$run/floor.json" || echo '{}' > "$run/floor.json"
+fi
+/usr/bin/python3 - "$run/loadgen.json" "$mode" "$conns" "$procs" "$rss_before" "$rss_during" "$waiting" "$held_at_start" "$((cpu_after - cpu_before))" "$(getconf CLK_TCK)" "$run/floor.json" <<'PY'
 import json, sys
 lg = json.load(open(sys.argv[1]))
+floor = json.load(open(sys.argv[11]))
 mode, conns, procs, before, during, waiting = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7])
 held, ticks, hz = int(sys.argv[8]), int(sys.argv[9]), int(sys.argv[10])
 msgs = lg.get("messages", {}).get("total", 0)
@@ -95,5 +106,7 @@ if held:
     out["kib_per_connection"] = round((during - before) / held, 2)
 if msgs:
     out["gateway_cpu_us_per_message"] = round(ticks / hz * 1e6 / msgs, 2)
+if floor:
+    out["floor"] = floor
 print(json.dumps(out))
 PY
