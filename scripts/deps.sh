@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages waitroom needs to build, run and test, if
 # any are missing. Uses sudo when not root. Safe to run again: it installs
-# nothing when everything is there.
+# nothing when everything is there. With --bench, also what bench/run.sh
+# needs: the anchors (nginx, h2o, wrk, redis-benchmark) and gnuplot.
 set -euo pipefail
 
 packages=(
@@ -10,6 +11,9 @@ packages=(
   libhiredis-dev libjansson-dev libjwt-dev libssl-dev libcmocka-dev
   redis-server redis-tools curl python3 python3-websockets
 )
+if [ "${1:-}" = "--bench" ]; then
+  packages+=(wrk nginx-light h2o gnuplot-nox linux-perf)
+fi
 
 missing=()
 for p in "${packages[@]}"; do
