@@ -7,9 +7,11 @@
  */
 #include "common.h"
 
+#include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <stdio.h>
 #include <time.h>
+#include <unistd.h>
 
 static void oom(size_t sz, const char *file, int line)
 {
@@ -63,12 +65,33 @@ int64_t wr_mono_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/*
+ * Random bytes for uids come from RAND_bytes 4 KiB at a time (one call per
+ * 256 uids instead of one per join). The pool is per process: a process
+ * that finds it was filled by another pid (it forked since) throws it away
+ * and refills, so that no two gateway processes ever hand out the same
+ * bytes. Used bytes are wiped.
+ */
+static unsigned char uid_pool[4096];
+static size_t uid_pool_left;
+static pid_t uid_pool_pid;
+
 int wr_new_uid(char *buf)
 {
     static const char hex[] = "0123456789abcdef";
     unsigned char raw[WR_UID_LEN / 2];
-    if (RAND_bytes(raw, sizeof(raw)) != 1)
-        return WR_ERROR;
+    pid_t pid = getpid();
+    if (uid_pool_left < sizeof(raw) || uid_pool_pid != pid) {
+        if (RAND_bytes(uid_pool, sizeof(uid_pool)) != 1) {
+            uid_pool_left = 0;
+            return WR_ERROR;
+        }
+        uid_pool_left = sizeof(uid_pool);
+        uid_pool_pid = pid;
+    }
+    uid_pool_left -= sizeof(raw);
+    memcpy(raw, uid_pool + uid_pool_left, sizeof(raw));
+    OPENSSL_cleanse(uid_pool + uid_pool_left, sizeof(raw));
     for (size_t i = 0; i < sizeof(raw); i++) {
         buf[2 * i] = hex[raw[i] >> 4];
         buf[2 * i + 1] = hex[raw[i] & 15];

@@ -46,6 +46,7 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <limits.h>
+#include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,6 +55,7 @@
 #include <unistd.h>
 
 #include "common.h"
+#include "token.h"
 
 /*
  * The largest config file and secret file read. Far beyond any real one,
@@ -1189,6 +1191,7 @@ static int check_key(ctx_t *c, void *base)
     k->secret = (unsigned char *)buf;
     k->secret_len = len;
     buf = NULL;
+    k->mac = wr_token_hmac_new(k->secret, k->secret_len); /* NULL: wr_token_hmac falls back to HMAC() */
     pop(c, mark);
     rc = WR_OK;
 done:
@@ -1200,6 +1203,8 @@ static void release_key(void *base)
 {
     wr_key_t *k = base;
 
+    EVP_MAC_CTX_free(k->mac); /* OpenSSL cleanses the keyed state it frees */
+    k->mac = NULL;
     free_secret(k->secret, k->secret_len);
 }
 

@@ -25,6 +25,7 @@
 #ifndef WR_CONFIG_H
 #define WR_CONFIG_H
 
+#include <openssl/types.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -40,6 +41,7 @@ typedef struct wr_key_s {
     char *secret_file;
     unsigned char *secret; /* loaded from secret_file */
     size_t secret_len;
+    EVP_MAC_CTX *mac; /* HMAC-SHA256 keyed with secret, reset for each use (wr_token_hmac); may be NULL */
 } wr_key_t;
 
 typedef struct wr_room_s {

@@ -80,4 +80,10 @@ wr_token_result_t wr_token_verify(const wr_config_t *conf, const char *token, si
 /* Constant-time comparison of two equal-length byte strings: 1 when equal. */
 int wr_token_ct_equal(const void *a, const void *b, size_t len);
 
+/* An HMAC-SHA256 context keyed with secret (for wr_key_t.mac); NULL if OpenSSL cannot make one. */
+EVP_MAC_CTX *wr_token_hmac_new(const unsigned char *secret, size_t len);
+
+/* HMAC-SHA256 of len bytes at data with key's secret into out; WR_OK or WR_ERROR. */
+int wr_token_hmac(const wr_key_t *key, const void *data, size_t len, unsigned char out[32]);
+
 #endif

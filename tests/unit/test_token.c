@@ -1531,6 +1531,90 @@ static void test_ct_equal(void **state)
     assert_int_equal(wr_token_ct_equal("abc", "abd", 3), 0);
 }
 
+/* The keyed context (what the config loader attaches to each key) gives HMAC()'s answer, use after use. */
+static void test_hmac_context_matches_one_shot(void **state)
+{
+    (void)state;
+    unsigned char data[300], want[32], got[32];
+    unsigned int wlen = 0;
+    wr_key_t k = keys[0];
+    k.mac = wr_token_hmac_new(k.secret, k.secret_len);
+    assert_non_null(k.mac);
+    for (size_t i = 0; i < sizeof(data); i++)
+        data[i] = (unsigned char)(i * 31 + 7);
+    for (int round = 0; round < 2; round++) {
+        for (size_t len = 0; len <= sizeof(data); len += (len < 70 ? 1 : 23)) {
+            assert_non_null(HMAC(EVP_sha256(), k.secret, (int)k.secret_len, data, len, want, &wlen));
+            assert_int_equal(wr_token_hmac(&k, data, len, got), WR_OK);
+            assert_memory_equal(got, want, 32);
+            assert_int_equal(wr_token_hmac(&keys[0], data, len, got), WR_OK); /* no context: HMAC() */
+            assert_memory_equal(got, want, 32);
+        }
+    }
+    EVP_MAC_CTX_free(k.mac);
+}
+
+/* Tokens signed with keyed contexts verify, and libjwt reads every claim back as written. */
+static void test_sign_with_contexts_read_by_libjwt(void **state)
+{
+    (void)state;
+    wr_claims_t in = {
+        .type = WR_TOKEN_QUEUE, .sub = UID, .aud = ROOM, .q = 42, .iat = NOW, .nbf = NOW - 1, .exp = NOW + 600};
+    wr_claims_t out;
+    char *tok = NULL;
+    jwt_t *jwt = NULL;
+    keys[0].mac = wr_token_hmac_new(keys[0].secret, keys[0].secret_len);
+    keys[1].mac = wr_token_hmac_new(keys[1].secret, keys[1].secret_len);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(wr_token_sign(&conf, &in, &tok), WR_OK);
+        assert_reason(verify_str(tok, &out), WR_TOKEN_VALID);
+        assert_int_equal(out.q, 42);
+        if (strcmp(conf.tokens.signing_kid, "k1") == 0)
+            assert_int_equal(jwt_decode(&jwt, tok, K1), 0);
+        else
+            assert_int_equal(jwt_decode(&jwt, tok, K2), 0);
+        assert_int_equal(jwt_get_alg(jwt), JWT_ALG_HS256);
+        assert_string_equal(jwt_get_header(jwt, "kid"), conf.tokens.signing_kid);
+        assert_string_equal(jwt_get_header(jwt, "typ"), "JWT");
+        assert_string_equal(jwt_get_grant(jwt, "iss"), "waitroom");
+        assert_string_equal(jwt_get_grant(jwt, "sub"), UID);
+        assert_string_equal(jwt_get_grant(jwt, "aud"), ROOM);
+        assert_string_equal(jwt_get_grant(jwt, "typ"), "queue");
+        assert_int_equal(jwt_get_grant_int(jwt, "q"), 42);
+        assert_int_equal(jwt_get_grant_int(jwt, "iat"), NOW);
+        assert_int_equal(jwt_get_grant_int(jwt, "nbf"), NOW - 1);
+        assert_int_equal(jwt_get_grant_int(jwt, "exp"), NOW + 600);
+        jwt_free(jwt);
+        free(tok);
+        conf.tokens.signing_kid = i == 0 ? "k2" : "k1"; /* the other key signs too */
+    }
+    EVP_MAC_CTX_free(keys[0].mac);
+    EVP_MAC_CTX_free(keys[1].mac);
+    keys[0].mac = keys[1].mac = NULL;
+}
+
+/* Strings that JSON must escape are escaped: an odd issuer and kid survive the round trip. */
+static void test_sign_escapes_strings(void **state)
+{
+    (void)state;
+    static char odd_iss[] = "we\"ird\\iss\x01\x1f/\xc3\xa9";
+    wr_claims_t in = {
+        .type = WR_TOKEN_ADMISSION, .sub = UID, .aud = ROOM, .iat = NOW, .nbf = NOW, .exp = NOW + 60};
+    wr_claims_t out;
+    char *tok = NULL;
+    jwt_t *jwt = NULL;
+    conf.tokens.issuer = odd_iss;
+    keys[0].kid = "k\"1\\";
+    conf.tokens.signing_kid = keys[0].kid;
+    assert_int_equal(wr_token_sign(&conf, &in, &tok), WR_OK);
+    assert_reason(verify_str(tok, &out), WR_TOKEN_VALID);
+    assert_int_equal(jwt_decode(&jwt, tok, K1), 0);
+    assert_string_equal(jwt_get_grant(jwt, "iss"), odd_iss);
+    assert_string_equal(jwt_get_header(jwt, "kid"), "k\"1\\");
+    jwt_free(jwt);
+    free(tok);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1577,6 +1661,9 @@ int main(void)
         cmocka_unit_test_setup(test_duplicate_keys_and_crit, setup),
         cmocka_unit_test_setup(test_mutations_never_verify, setup),
         cmocka_unit_test_setup(test_ct_equal, setup),
+        cmocka_unit_test_setup(test_hmac_context_matches_one_shot, setup),
+        cmocka_unit_test_setup(test_sign_with_contexts_read_by_libjwt, setup),
+        cmocka_unit_test_setup(test_sign_escapes_strings, setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
