@@ -162,16 +162,16 @@ plot "{d}" using 2:xtic(1) lc rgb "#4477aa"
                    "latency measured from each request's intended send time, so a stall counts for every request "
                    "it delayed):" % n(o.get("rate")))
             self.w()
-            self.w("| target | p50 | p90 | p99 | p99.9 | max | errors |")
+            self.w("| target | p50 | p99 | p99.9 | max | achieved/s | errors |")
             self.w("|---|---|---|---|---|---|---|")
             lat = []
             for key, label in labels:
                 c = o.get(key)
                 if not c:
                     continue
-                self.w("| %s | %s ms | %s ms | %s ms | %s ms | %s ms | %s |" % (
-                    label, n(c.get("p50_ms"), 2), n(c.get("p90_ms"), 2), n(c.get("p99_ms"), 2),
-                    n(c.get("p999_ms"), 2), n(c.get("max_ms"), 2), n(c.get("errors"))))
+                self.w("| %s | %s ms | %s ms | %s ms | %s ms | %s | %s |" % (
+                    label, n(c.get("p50_ms"), 2), n(c.get("p99_ms"), 2),
+                    n(c.get("p999_ms"), 2), n(c.get("max_ms"), 2), n(c.get("achieved_rps")), n(c.get("errors"))))
                 lat.append((label.strip("*"), c.get("p50_ms") or 0, c.get("p99_ms") or 0, c.get("p999_ms") or 0))
             self.w()
             img = self.plots.plot("proxy_latency", """
@@ -186,9 +186,36 @@ set key top left
 plot "{d}" using 2:xtic(1) title "p50" lc rgb "#4477aa", "" using 3 title "p99" lc rgb "#ee6677", "" using 4 title "p99.9" lc rgb "#ccbb44"
 """, {"d": lat})
             self.image(img, "open-loop latency percentiles")
+        self.profile(p.get("profile"), "One more gateway run under `perf record` (closed loop, same settings):")
+        self.syscalls(p.get("syscalls"))
         for note in p.get("notes", []):
             self.w(note)
             self.w()
+
+    def profile(self, lines, intro):
+        if lines:
+            self.w(intro)
+            self.w()
+            for l in lines:
+                self.w("    " + l.rstrip())
+            self.w()
+
+    def syscalls(self, sc):
+        if not sc:
+            return
+        self.w("System calls per proxied request (`perf stat -e 'syscalls:sys_enter_*'` on each proxy's process "
+               "during one more closed-loop run; calls made at least 0.05 times a request):")
+        self.w()
+        names = [k for k in ("h2o", "nginx", "gateway") if k in sc]
+        calls = sorted({c for k in names for c in sc[k].get("per_request", {})},
+                       key=lambda c: -max(sc[k].get("per_request", {}).get(c, 0) for k in names))
+        self.w("| system call | " + " | ".join(names) + " |")
+        self.w("|---|" + "---|" * len(names))
+        for c in calls:
+            self.w("| `%s` | " % c + " | ".join(n(sc[k].get("per_request", {}).get(c), 2) for k in names) + " |")
+        self.w("| **all** | " + " | ".join("**%s**" % n(sum(sc[k].get("per_request", {}).values()), 2)
+                                          for k in names) + " |")
+        self.w()
 
     # ----------------------------------------------------------------- join
     def join(self):
@@ -201,7 +228,13 @@ plot "{d}" using 2:xtic(1) title "p50" lc rgb "#4477aa", "" using 3 title "p99" 
             return
         self.w("    " + j.get("command", "bench/join_rate.sh 5 3"))
         self.w()
-        self.w(j.get("description", "").strip())
+        self.w(j.get("description") or (
+            "wrk `-t2 -c64` GETs the room's path with `Accept: application/json` and no cookie, so every request "
+            "is a new user: a uid, the join script in Redis, a signed queue token, a JSON answer. The anchor is "
+            "`redis-benchmark` running the same script (`EVALSHA` of the join script, loaded from "
+            "`waitroom-scripts join` and its SHA checked), once with as many connections and commands in flight as "
+            "the gateway uses, and once with the best of several `-c`/`-P` settings (the ceiling). Rounds are "
+            "interleaved, Redis is flushed before every run, medians are reported."))
         self.w()
         g = j.get("gateway", {})
         rb = j.get("redis_benchmark", {})
@@ -223,6 +256,15 @@ plot "{d}" using 2:xtic(1) title "p50" lc rgb "#4477aa", "" using 3 title "p99" 
                     r is not None and r >= 0.5)
         self.w("Gateway joins per second over the ceiling: **%s**." % n(r, 2))
         self.w()
+        cpu = g.get("cpu_us_per_join") or {}
+        if cpu:
+            self.w("CPU time per join (µs), from each process's user+system time during the gateway runs: "
+                   + ", ".join("%s %s" % (k, n(v, 1)) for k, v in cpu.items() if isinstance(v, (int, float)))
+                   + ". All of it shares the same 2 cores; redis-benchmark's client costs far less per command "
+                   "than wrk plus the gateway, so the ceiling is a two-process figure and the join path a "
+                   "three-process one.")
+            self.w()
+        self.profile(j.get("profile"), "Profile of one more gateway run (`perf record`):")
         for note in j.get("notes", []):
             self.w(note)
             self.w()
@@ -333,9 +375,18 @@ plot "{d}" using 2:xtic(1) title "waitroom-gateway p99" lc rgb "#4477aa", "" usi
             self.w("Not measured in this run.")
             self.w()
             return
-        self.w("    " + a.get("command", "bench/admission.sh 30"))
+        self.w("    " + a.get("command", "bench/admission.sh %d" % round(a.get("duration_s") or 30)))
         self.w()
-        self.w(a.get("description", "").strip())
+        self.w(a.get("description") or (
+            "The real worker against a real redis-server with %s users waiting, total_active_users %s, "
+            "new_users_per_minute %s, sessions of %s s, so that the cap binds after a few seconds and ending "
+            "sessions free slots from then on; a second worker runs beside the first for part of the run. A "
+            "watcher reads Redis's MONITOR (every tick of every worker, on Redis's clock), the room's events "
+            "channel, and samples the ACTIVE count after every tick message and in a loop; only the atomic admit "
+            "script adds to the active set, so the maxima are the values right after admitting ticks, and the "
+            "report counts how many of those were sampled. It also replays the script's arithmetic and checks "
+            "every tick against it." % (n((a.get("end") or {}).get("seq")), n(a.get("limit")),
+                                         n(a.get("rate_per_min")), n((a.get("session_ms") or 0) / 1000.0, 0))))
         self.w()
         pm, jm, ad, ac = a.get("period_ms", {}), a.get("jitter_ms", {}), a.get("admitted", {}), a.get("active", {})
         self.w("| measure | value |")
@@ -343,11 +394,15 @@ plot "{d}" using 2:xtic(1) title "waitroom-gateway p99" lc rgb "#4477aa", "" usi
         self.w("| ticks observed | %s (tick_ms %s) |" % (n(a.get("ticks")), a.get("tick_ms")))
         self.w("| tick period p50 / p99 / max | %s / %s / %s ms |" % (n(pm.get("p50"), 1), n(pm.get("p99"), 1),
                                                                       n(pm.get("max"), 1)))
-        self.w("| tick jitter (|period − tick_ms|) p50 / p99 / max | %s / %s / %s ms |" % (
+        self.w("| tick jitter, abs(period − tick_ms), p50 / p99 / max | %s / %s / %s ms |" % (
             n(jm.get("p50"), 2), n(jm.get("p99"), 2), n(jm.get("max"), 2)))
         self.w("| admitted, against rate × time | %s of %s expected (%s a minute) |" % (
             n(ad.get("total")), n(ad.get("expected")), n(a.get("rate_per_min"))))
         self.w("| admitted per tick, mean / max | %s / %s |" % (n(ad.get("per_tick_mean"), 2), n(ad.get("per_tick_max"))))
+        for name, ph in (a.get("phases") or {}).items():
+            self.w("| %s, %s–%s s: admitted; expected by the replay; rate × elapsed; slots freed | %s; %s; %s; %s |" % (
+                name.replace("_", " "), n(ph.get("from_s"), 1), n(ph.get("to_s"), 1), n(ph.get("total")),
+                n(ph.get("expected")), n(ph.get("rate_x_elapsed"), 1), n(ph.get("slots_freed"))))
         self.w("| maximum ACTIVE observed, against total_active_users | %s of %s (%s samples) |" % (
             n(ac.get("max_observed")), n(ac.get("limit")), n(ac.get("samples"))))
         tw = a.get("two_workers")
@@ -375,31 +430,38 @@ plot "{d}" using 2:xtic(1) title "waitroom-gateway p99" lc rgb "#4477aa", "" usi
             self.w("Not measured in this run.")
             self.w()
             return
-        self.w("    " + t.get("command", "bench/tick_cost.sh 10 10000 100000 1000000"))
-        self.w()
-        self.w(t.get("description", "").strip())
-        self.w()
-        self.w("| waiting users | ticks | Redis commands per tick | Redis µs per admit script | Redis bytes per waiting user |")
-        self.w("|---|---|---|---|---|")
-        rows = []
-        for s in t.get("sizes", []):
-            self.w("| %s | %s | %s | %s | %s |" % (n(s.get("waiting")), n(s.get("ticks")),
-                                                 n(s.get("commands_per_tick"), 3), n(s.get("us_per_admit"), 1),
-                                                 n(s.get("bytes_per_user"))))
-            rows.append((s.get("waiting") or 1, s.get("commands_per_tick") or 0, s.get("us_per_admit") or 0))
-        self.w()
-        rc, ru = t.get("ratio_commands"), t.get("ratio_us")
         sizes = t.get("sizes", [])
+        self.w("    " + t.get("command", "bench/tick_cost.sh %d %s" % (
+            round(sizes[0].get("window_s", 10)) if sizes else 10, " ".join(str(s.get("waiting")) for s in sizes))))
+        self.w()
+        self.w(t.get("description") or (
+            "Each size gets its own redis-server, filled with that many waiting users in the layout joins produce, "
+            "and its own worker admitting %s users a minute (tick %s ms); all sizes are measured over the same "
+            "window so that other load on the machine hits them alike. Figures from Redis's INFO "
+            "(commandstats, latencystats) and /proc." % (n(t.get("rate_per_min")), t.get("tick_ms", 100))))
+        self.w()
+        self.w("| waiting users | ticks | Redis commands per tick | admit script µs, mean / p50 / p99 | Redis CPU µs per tick | worker CPU µs per tick | Redis bytes per waiting user |")
+        self.w("|---|---|---|---|---|---|---|")
+        rows = []
+        for s in sizes:
+            self.w("| %s | %s | %s | %s / %s / %s | %s | %s | %s |" % (
+                n(s.get("waiting")), n(s.get("ticks")), n(s.get("commands_per_tick"), 3), n(s.get("us_per_admit"), 1),
+                n(s.get("us_p50"), 1), n(s.get("us_p99"), 1), n(s.get("redis_cpu_us_per_tick"), 0),
+                n(s.get("worker_cpu_us_per_tick"), 0), n(s.get("bytes_per_user"))))
+            rows.append((s.get("waiting") or 1, s.get("commands_per_tick") or 0, s.get("us_p50") or s.get("us_per_admit") or 0))
+        self.w()
+        rc = t.get("ratio_commands")
+        ru = t.get("ratio_us_p50") if t.get("ratio_us_p50") is not None else t.get("ratio_us")
         if sizes:
             big, small = sizes[-1].get("waiting"), sizes[0].get("waiting")
             self.target(4, "per-tick Redis cost at %s waiting within 10 %% of that at %s" % (n(big), n(small)),
-                        "commands ×%s, time ×%s" % (n(rc, 3), n(ru, 2)),
+                        "commands ×%s, admit script p50 ×%s" % (n(rc, 3), n(ru, 2)),
                         rc is not None and abs(rc - 1) <= 0.1 and (ru is None or ru <= 1.1))
         img = self.plots.plot("tick_cost", """
 set logscale x
 set xlabel "waiting users"
 set ylabel "Redis commands per tick"
-set y2label "Redis µs per admit script"
+set y2label "admit script µs (p50)"
 set ytics nomirror
 set y2tics
 set yrange [0:*]
@@ -407,7 +469,7 @@ set y2range [0:*]
 set grid
 set key bottom right
 set title "A tick's Redis cost does not grow with the queue"
-plot "{d}" using 1:2 with linespoints lw 2 pt 7 title "commands per tick" axes x1y1, "" using 1:3 with linespoints lw 2 pt 5 title "µs per admit script" axes x1y2
+plot "{d}" using 1:2 with linespoints lw 2 pt 7 title "commands per tick" axes x1y1, "" using 1:3 with linespoints lw 2 pt 5 title "admit script µs (p50)" axes x1y2
 """, {"d": rows})
         self.image(img, "tick cost against queue length")
         for note in t.get("notes", []):
