@@ -25,6 +25,7 @@ typedef struct wr_gw_room_s {
     wr_room_keys_t keys;
     h2o_iovec_t cookie;    /* "<cookie_name>_<room>", owned */
     h2o_url_t upstream;    /* the backend; its strings are owned */
+    struct wr_upstream_s *proxy; /* connections to the backend (upstream.c), owned */
 } wr_gw_room_t;
 
 typedef struct wr_gateway_s {

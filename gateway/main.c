@@ -29,7 +29,9 @@
 #include "log.h"
 #include "verify_cache.h"
 #include "master.h"
+#include "upstream.h"
 #include "presence.h"
+#include "upstream.h"
 #include "push.h"
 #include "view.h"
 #include "ws.h"
@@ -203,7 +205,6 @@ static int setup_rooms(void)
     wr_sse_register(h2o_config_register_path(host, gw.conf->gateway.events_path, 0), &gw);
     for (size_t i = 0; i < gw.num_rooms; i++) {
         wr_gw_room_t *room = &gw.rooms[i];
-        h2o_proxy_config_vars_t proxy = {.io_timeout = 30000, .keepalive_timeout = 2000};
         h2o_pathconf_t *path;
         char cookie[160], url[1024];
 
@@ -216,16 +217,18 @@ static int setup_rooms(void)
             gw.max_session_ms = room->conf->session_duration_ms;
         /* As nginx's proxy_pass: a backend URL without a path gets the
          * request's path unchanged; one with a path gets the room's prefix
-         * replaced by it. h2o always replaces, so give it the room's path. */
+         * replaced by it. The proxy always replaces, so give it the room's path. */
         snprintf(url, sizeof(url), "%s%s", room->conf->backend,
                  strchr(room->conf->backend + sizeof("http://") - 1, '/') == NULL ? room->conf->path : "");
         if (h2o_url_parse(h2o_strdup(NULL, url, SIZE_MAX).base, SIZE_MAX, &room->upstream) != 0) {
             wr_error("room \"%s\": cannot parse backend \"%s\"", room->conf->name, room->conf->backend);
             return WR_ERROR;
         }
+        if ((room->proxy = wr_upstream_new(gw.loop, room->conf->name, &room->upstream)) == NULL)
+            return WR_ERROR;
         path = h2o_config_register_path(host, room->conf->path, 0);
         wr_gate_register(path, &gw, room);
-        h2o_proxy_register_reverse_proxy(path, &room->upstream, &proxy);
+        wr_upstream_register(path, room->proxy);
     }
     return WR_OK;
 }
@@ -240,9 +243,9 @@ static int run_process(int index, void *arg)
     gw.user_header = lowercase_dup(gw.conf->gateway.user_header);
 
     h2o_config_init(&gw.globalconf);
+    gw.loop = uv_default_loop();
     if (setup_rooms() != WR_OK)
         return 1;
-    gw.loop = uv_default_loop();
     h2o_context_init(&gw.ctx, gw.loop, &gw.globalconf);
     gw.accept_ctx.ctx = &gw.ctx;
     gw.accept_ctx.hosts = gw.globalconf.hosts;
