@@ -243,6 +243,7 @@ static int run_process(int index, void *arg)
     gw.user_header = lowercase_dup(gw.conf->gateway.user_header);
 
     h2o_config_init(&gw.globalconf);
+    gw.globalconf.server_name = h2o_iovec_init(H2O_STRLIT("waitroom")); /* not h2o's name and version */
     gw.loop = uv_default_loop();
     if (setup_rooms() != WR_OK)
         return 1;
