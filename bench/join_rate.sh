@@ -90,7 +90,7 @@ loaded=$("$scripts_bin" join | rcli -x script load)
 head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$run/secret.key"
 cat > "$run/w.json" <<JSON
 { "log_level": "warn", "redis": {"port": $redis},
-  "gateway": {"listen": [{"host": "127.0.0.1", "port": $gw}]},
+  "gateway": {"listen": [{"host": "127.0.0.1", "port": $gw}]${PROCESSES:+, \"processes\": $PROCESSES}},
   "tokens": {"keys": [{"kid": "k1", "secret_file": "secret.key"}]},
   "rooms": [{"name": "$room", "path": "$path", "backend": "http://127.0.0.1:9",
              "total_active_users": 1000, "new_users_per_minute": 600, "session_duration": "5m",

@@ -29,6 +29,14 @@ trap cleanup EXIT INT TERM
 port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 redis=$(port); http=$(port); push=$(port); backend=$(port)
 
+# The load generator binds each client to a 127.0.0.x source address, and a
+# bind() cannot take a port still in TIME_WAIT from an earlier run (60 s):
+# wait, up to 75 s, until fewer than 2,000 are left.
+for _ in $(seq 75); do
+  [ "$(awk '/^TCP:/ {for (i = 1; i < NF; i++) if ($i == "tw") print $(i + 1)}' /proc/net/sockstat)" -lt 2000 ] && break
+  sleep 1
+done
+
 head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$run/secret.key"
 cat > "$run/w.json" <<JSON
 { "log_level": "warn", "redis": {"port": $redis},

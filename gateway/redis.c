@@ -16,8 +16,8 @@
  * accepts numeric addresses.
  */
 #include "redis.h"
+#include "redis_uv.h"
 
-#include <hiredis/adapters/libuv.h>
 #include <stdio.h>
 
 #include "log.h"
@@ -251,7 +251,12 @@ static void connect_now(wr_redis_t *r)
     r->ac->data = r;
     r->connected = 0;
     r->connect_started_ms = wr_mono_ms();
-    redisLibuvAttach(r->ac, r->loop);
+    if (wr_redis_uv_attach(r->ac, r->loop) != REDIS_OK) {
+        redisAsyncFree(r->ac);
+        r->ac = NULL;
+        schedule_retry(r);
+        return;
+    }
     redisAsyncSetConnectCallback(r->ac, on_connect);
     redisAsyncSetDisconnectCallback(r->ac, on_disconnect);
 }
