@@ -286,18 +286,41 @@ static void send_head(up_conn_t *c)
     up_req_t *r = c->req;
     uv_buf_t bufs[2];
     unsigned n = 0;
+    int done;
     bufs[n++] = uv_buf_init(r->head.base, (unsigned)r->head.len);
     if (r->req->entity.base != NULL && r->req->entity.len != 0)
         bufs[n++] = uv_buf_init(r->req->entity.base, (unsigned)r->req->entity.len);
-    c->write.data = c;
-    c->writing = 1;
     arm_io_timer(c);
-    if (uv_write(&c->write, (uv_stream_t *)&c->tcp, bufs, n, on_written) != 0) {
-        c->writing = 0;
-        req_fail(r, 502, "cannot write to the backend");
+    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    /* Usually the kernel takes it all at once: uv_try_write then leaves the
+     * loop's epoll registration alone (uv_write's completion re-arms it). */
+    done = uv_try_write((uv_stream_t *)&c->tcp, bufs, n);
+    if (done == UV_EAGAIN)
+        done = 0;
+    if (done < 0) {
+        /* As a write error on a reused connection: on_read's end of stream decides whether to retry. */
+        if (!(c->reused && r->tries == 1))
+            req_fail(r, 502, uv_strerror(done));
         return;
     }
-    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    for (unsigned i = 0; i < n && done > 0; i++) {
+        size_t take = (size_t)done < bufs[i].len ? (size_t)done : bufs[i].len;
+        bufs[i].base += take;
+        bufs[i].len -= (unsigned)take;
+        done -= (int)take;
+    }
+    if (bufs[n - 1].len == 0) {
+        if (r->state == ST_SENDING)
+            r->state = ST_HEAD;
+        return;
+    }
+    c->write.data = c;
+    c->writing = 1;
+    if (uv_write(&c->write, (uv_stream_t *)&c->tcp, bufs[0].len != 0 ? bufs : bufs + 1, bufs[0].len != 0 ? n : n - 1,
+                 on_written) != 0) {
+        c->writing = 0;
+        req_fail(r, 502, "cannot write to the backend");
+    }
 }
 
 static void on_connected(uv_connect_t *cr, int status)
