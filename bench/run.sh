@@ -39,7 +39,7 @@ cpu = sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2").strip()
 mem = sh("awk '/MemTotal/ {printf \"%.0f GiB\", \$2/1048576}' /proc/meminfo")
 json.dump({
   "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-  "commit": sh("git rev-parse --short HEAD") + (" (with local changes)" if sh("git status --porcelain --untracked-files=no") else ""),
+  "commit": sh("git rev-parse --short HEAD") + (" (with local changes)" if sh("git status --porcelain --untracked-files=no -- . ':!docs/benchmarks.md' ':!docs/bench'") else ""),
   "machine": {"cores": os.cpu_count(), "cpu": cpu, "memory": mem, "kernel": platform.release(),
               "os": sh(". /etc/os-release && echo \$PRETTY_NAME")},
   "versions": {"waitroom": sh("$bin/gateway/waitroom-gateway --version"),
