@@ -386,6 +386,21 @@ int wr_redis_script(wr_redis_t *r, const wr_script_t *s, const char *const *keys
     return WR_OK;
 }
 
+int wr_redis_ping(wr_redis_t *r, wr_redis_cb cb, void *data)
+{
+    static const char *argv[] = {"PING"};
+    wr_cmd_t *c;
+    if (!r->up || r->ac == NULL)
+        return WR_ERROR;
+    c = track_sized(r, cb, data, sizeof(wr_cmd_t));
+    if (redisAsyncCommandArgv(r->ac, on_reply, c, 1, argv, NULL) != REDIS_OK) {
+        untrack(r, c);
+        free(c);
+        return WR_ERROR;
+    }
+    return WR_OK;
+}
+
 int wr_redis_subscribe(wr_redis_t *r, int nchannels, const char *const *channels, wr_redis_cb cb, void *data)
 {
     const char *argv[1 + 64];

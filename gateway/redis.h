@@ -51,6 +51,14 @@ int wr_redis_script(wr_redis_t *r, const wr_script_t *s, const char *const *keys
                     wr_redis_cb cb, void *data);
 
 /*
+ * PING, with the same contract as wr_redis_script. Redis answers it in a
+ * later turn of its loop than any command sent before, so by the time the
+ * answer comes, everything those commands published has been written to
+ * every subscriber's socket: a barrier (see status.c's leave).
+ */
+int wr_redis_ping(wr_redis_t *r, wr_redis_cb cb, void *data);
+
+/*
  * Subscribes to channels; cb is called for every reply to the subscription
  * (confirmations and messages) and with NULL when the connection is lost.
  * Same return contract as wr_redis_script. Subscribed replies are not

@@ -8,7 +8,9 @@
  * Redis (the status script).
  *
  * Leave ends the user's place in line or active session at once (the leave
- * script frees the slot and announces the early end to every gateway).
+ * script frees the slot and announces the early end to every gateway). The
+ * answer waits for one more round trip to Redis (a PING), so that every
+ * gateway has the announcement before the user can ask it anything else.
  *
  * The token comes from the token header, ?token=, or the room's cookie; the
  * room is the token's audience.
@@ -120,6 +122,22 @@ static int on_status(h2o_handler_t *_self, h2o_req_t *req)
     return 0;
 }
 
+static void answer_left(wr_status_op_t *op)
+{
+    h2o_req_t *req = op->pending.req;
+    if (wr_pending_alive(&op->pending)) {
+        wr_set_cookie(op->gw, req, op->room, "", 0);
+        wr_respond_json(req, 200, H2O_STRLIT("{\"status\":\"LEFT\"}"));
+    }
+    wr_pending_free(&op->pending);
+}
+
+static void on_left_barrier(redisReply *reply, void *data)
+{
+    (void)reply; /* the leave is done either way; the barrier only delays the answer */
+    answer_left(data);
+}
+
 static void on_left(redisReply *reply, void *data)
 {
     wr_status_op_t *op = data;
@@ -131,16 +149,23 @@ static void on_left(redisReply *reply, void *data)
                              wr_now_ms() + (reply->integer == 2 ? op->room->conf->session_duration_ms
                                                                 : op->gw->conf->tokens.queue_token_ttl_ms));
     }
-    if (!wr_pending_alive(&op->pending))
-        goto exit;
+    if (!wr_pending_alive(&op->pending)) {
+        wr_pending_free(&op->pending);
+        return;
+    }
     if (reply == NULL || reply->type != REDIS_REPLY_INTEGER) {
         wr_respond_unavailable(req);
-        goto exit;
+        wr_pending_free(&op->pending);
+        return;
     }
-    wr_set_cookie(op->gw, req, op->room, "", 0);
-    wr_respond_json(req, 200, H2O_STRLIT("{\"status\":\"LEFT\"}"));
-exit:
-    wr_pending_free(&op->pending);
+    /*
+     * Answer only after a PING round trip: Redis has then written the leave's
+     * announcement to every gateway's subscriber socket, so a request the
+     * user sends anywhere after this answer reaches a gateway that already
+     * has the announcement waiting, ahead of the request.
+     */
+    if (reply->integer == 0 || wr_redis_ping(op->gw->redis, on_left_barrier, op) != WR_OK)
+        answer_left(op);
 }
 
 static int on_leave(h2o_handler_t *_self, h2o_req_t *req)
