@@ -102,13 +102,17 @@ static void join(wr_gate_t *self, h2o_req_t *req)
 
     op->self = self;
     op->claims.type = WR_TOKEN_QUEUE;
-    snprintf(op->claims.aud, sizeof(op->claims.aud), "%s", self->room->conf->name);
+    {
+        size_t n = strnlen(self->room->conf->name, sizeof(op->claims.aud) - 1); /* room names are <= WR_NAME_MAX */
+        memcpy(op->claims.aud, self->room->conf->name, n);
+        op->claims.aud[n] = '\0';
+    }
     if (wr_new_uid(op->claims.sub) != WR_OK) {
         wr_respond_error(req, 500, "internal", NULL);
         wr_pending_free(&op->pending);
         return;
     }
-    snprintf(grace, sizeof(grace), "%" PRId64, self->room->conf->abandon_grace_ms);
+    grace[wr_fmt_i64(grace, self->room->conf->abandon_grace_ms)] = '\0';
     args[0] = op->claims.sub;
     args[1] = grace;
     if (wr_redis_script(self->gw->redis, &wr_script_join, keys, 2, args, on_joined, op) != WR_OK) {

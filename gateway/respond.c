@@ -137,16 +137,23 @@ int wr_find_token(wr_gateway_t *gw, h2o_req_t *req, const wr_gw_room_t *room, in
 
 void wr_set_cookie(wr_gateway_t *gw, h2o_req_t *req, const wr_gw_room_t *room, const char *value, int64_t max_age_s)
 {
-    char age[48] = "";
+    static const char attrs[] = "; Path=/; HttpOnly; SameSite=Lax", age[] = "; Max-Age=";
     size_t vlen = strlen(value);
-    h2o_iovec_t v;
-    if (max_age_s >= 0)
-        snprintf(age, sizeof(age), "; Max-Age=%" PRId64, max_age_s);
-    v.len = room->cookie.len + vlen + strlen(age) + 64;
-    v.base = h2o_mem_alloc_pool(&req->pool, v.len);
-    v.len = snprintf(v.base, v.len, "%.*s=%s; Path=/; HttpOnly; SameSite=Lax%s", (int)room->cookie.len, room->cookie.base,
-                     value, age);
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_SET_COOKIE, NULL, v.base, v.len);
+    char *p = h2o_mem_alloc_pool(&req->pool, room->cookie.len + vlen + sizeof(attrs) + sizeof(age) + 24), *start = p;
+    (void)gw;
+    memcpy(p, room->cookie.base, room->cookie.len);
+    p += room->cookie.len;
+    *p++ = '=';
+    memcpy(p, value, vlen);
+    p += vlen;
+    memcpy(p, attrs, sizeof(attrs) - 1);
+    p += sizeof(attrs) - 1;
+    if (max_age_s >= 0) {
+        memcpy(p, age, sizeof(age) - 1);
+        p += sizeof(age) - 1;
+        p += wr_fmt_i64(p, max_age_s);
+    }
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_SET_COOKIE, NULL, start, (size_t)(p - start));
 }
 
 static const char *reason_phrase(int status)
@@ -253,19 +260,28 @@ void wr_respond_queued(wr_gateway_t *gw, h2o_req_t *req, const wr_gw_room_t *roo
 {
     int64_t wait = wr_estimated_wait(position, room->conf);
     int status = room->conf->queueing_status_code;
-    char retry[24];
-    int n = snprintf(retry, sizeof(retry), "%" PRId64, gw->conf->gateway.poll_interval_ms / 1000);
+    char *retry = h2o_mem_alloc_pool(&req->pool, 24);
+    size_t n = wr_fmt_i64(retry, gw->conf->gateway.poll_interval_ms / 1000);
 
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, h2o_strdup(&req->pool, retry, n).base, n);
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, retry, n);
     wr_set_cookie(gw, req, room, token, gw->conf->tokens.queue_token_ttl_ms / 1000);
     if (wr_wants_json(req)) {
-        size_t cap = strlen(token) + 160;
-        char *body = h2o_mem_alloc_pool(&req->pool, cap);
-        int len = snprintf(body, cap,
-                           "{\"status\":\"WAITING\",\"queueToken\":\"%s\",\"position\":%" PRId64
-                           ",\"estimatedWait\":%" PRId64 "}",
-                           token, position, wait);
-        wr_respond_json(req, status, body, (size_t)len);
+        static const char a[] = "{\"status\":\"WAITING\",\"queueToken\":\"", b[] = "\",\"position\":",
+                          c[] = ",\"estimatedWait\":";
+        size_t tlen = strlen(token);
+        char *body = h2o_mem_alloc_pool(&req->pool, tlen + sizeof(a) + sizeof(b) + sizeof(c) + 48), *p = body;
+        memcpy(p, a, sizeof(a) - 1);
+        p += sizeof(a) - 1;
+        memcpy(p, token, tlen); /* a token is base64url and dots: nothing to escape */
+        p += tlen;
+        memcpy(p, b, sizeof(b) - 1);
+        p += sizeof(b) - 1;
+        p += wr_fmt_i64(p, position);
+        memcpy(p, c, sizeof(c) - 1);
+        p += sizeof(c) - 1;
+        p += wr_fmt_i64(p, wait);
+        *p++ = '}';
+        wr_respond_json(req, status, body, (size_t)(p - body));
     } else {
         h2o_iovec_t page = render_page(gw, req, room, position, wait);
         send_body(req, status, "text/html; charset=utf-8", page.base, page.len);

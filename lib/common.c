@@ -100,6 +100,19 @@ int wr_new_uid(char *buf)
     return WR_OK;
 }
 
+size_t wr_fmt_i64(char *dst, int64_t v)
+{
+    char tmp[24], *e = tmp + sizeof(tmp), *d = e;
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    do
+        *--d = (char)('0' + u % 10);
+    while ((u /= 10) != 0);
+    if (v < 0)
+        *--d = '-';
+    memcpy(dst, d, (size_t)(e - d));
+    return (size_t)(e - d);
+}
+
 int wr_uid_valid(const char *s, size_t len)
 {
     if (len != WR_UID_LEN)

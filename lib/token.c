@@ -447,9 +447,10 @@ static int put(char **o, const char *end, const char *s)
 
 static int put_int(char **o, const char *end, int64_t v)
 {
-    char num[24];
-    snprintf(num, sizeof(num), "%" PRId64, v);
-    return put(o, end, num);
+    if (end - *o < 21)
+        return 0;
+    *o += wr_fmt_i64(*o, v);
+    return 1;
 }
 
 /*

@@ -9,6 +9,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -77,9 +78,23 @@ static void test_fork_never_repeats(void **state)
             assert_int_not_equal(memcmp(parent[i], child[j], WR_UID_LEN), 0);
 }
 
+static void test_fmt_i64(void **state)
+{
+    (void)state;
+    static const int64_t v[] = {0, 1, -1, 9, 10, 99, 100, 1234567890, -1234567890, INT64_MAX, INT64_MIN};
+    char got[32], want[32];
+    for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+        size_t n = wr_fmt_i64(got, v[i]);
+        snprintf(want, sizeof(want), "%lld", (long long)v[i]);
+        assert_int_equal(n, strlen(want));
+        assert_memory_equal(got, want, n);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_fmt_i64),
         cmocka_unit_test(test_uids_valid_and_distinct),
         cmocka_unit_test(test_fork_never_repeats),
     };
