@@ -230,7 +230,8 @@ plot "{d}" using 2:xtic(1) title "p50" lc rgb "#4477aa", "" using 3 title "p99" 
         self.w("| system call | " + " | ".join(names) + " |")
         self.w("|---|" + "---|" * len(names))
         for c in calls:
-            self.w("| `%s` | " % c + " | ".join(n(sc[k].get("per_request", {}).get(c), 2) for k in names) + " |")
+            self.w("| `%s` | " % c + " | ".join(n(sc[k]["per_request"][c], 2) if c in sc[k].get("per_request", {})
+                                               else "< 0.05" for k in names) + " |")
         self.w("| **all** | " + " | ".join("**%s**" % n(sum(sc[k].get("per_request", {}).values()), 2)
                                           for k in names) + " |")
         self.w()
