@@ -174,5 +174,28 @@ def _():
     H.check("a=1" in cookies[0] and "b=2" in cookies[0], "cookies merged: %r" % cookies)
 
 
+@tap.case("pipelined requests on one connection (the second arrives while the first is in progress): both answered, in order")
+def _():
+    s = socket.create_connection(("127.0.0.1", env.gw_port), timeout=5)
+    one = "GET /px/pipe%d?size=%d HTTP/1.1\r\nHost: x\r\nQueue-Token: %s\r\n\r\n"
+    s.sendall(((one % (1, 3000, S["u"].token)) + (one % (2, 5000, S["u"].token))).encode())
+    s.settimeout(10)
+    f = s.makefile("rb")
+    for n in (3000, 5000):
+        status = f.readline()
+        H.check(status.startswith(b"HTTP/1.1 200"), "status line %r" % status)
+        length = None
+        while True:
+            line = f.readline().strip()
+            if not line:
+                break
+            k, _, v = line.partition(b":")
+            if k.lower() == b"content-length":
+                length = int(v)
+        H.eq(length, n, "length of the pipelined answer")
+        H.check(f.read(length) == pattern(n), "body of the pipelined answer of %d bytes" % n)
+    s.close()
+
+
 if __name__ == "__main__":
     tap.run(setup)
