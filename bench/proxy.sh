@@ -173,8 +173,12 @@ if [ "${SYSCALLS:-1}" != 0 ] && command -v perf >/dev/null && perf stat -e 'sysc
     perf stat -e 'syscalls:sys_enter_*' -x, -p "${proc[$n]}" -o "$run/sys-$n.csv" -- sleep "$((secs + 1))" >/dev/null 2>&1 & ps_=$!
     sleep 0.5
     h=$(hdr "$n")
+    # The proxy's own CPU time (user + system, clock ticks) over the same run.
+    ticks() { local t=0; for p in ${proc[$n]//,/ }; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo $t; }
+    t0=$(ticks)
     timeout -k 5 $((secs + 30)) wrk -t2 -c64 -d"${secs}s" ${h:+-H "$h"} "${url[$n]}" |
       awk '/requests in/ {print $1}' > "$run/sys-$n.requests"
+    echo $(( $(ticks) - t0 )) "$(getconf CLK_TCK)" > "$run/cpu-$n"
     wait $ps_ 2>/dev/null || true
   done
 fi
@@ -266,6 +270,11 @@ for n in ("h2o", "nginx", "gateway"):
     if reqs > 0:
         res["syscalls"][n] = {"requests": reqs, "per_request": {k: round(v / reqs, 3) for k, v in counts.items()
                                                                   if v / reqs >= 0.05}}
+        try:
+            t, hz = open(os.path.join(run, "cpu-%s" % n)).read().split()
+            res["syscalls"][n]["cpu_us_per_request"] = round(int(t) / int(hz) * 1e6 / reqs, 2)
+        except (OSError, ValueError):
+            pass
 
 print("closed loop: wrk -t2 -c64 -d%ds --latency, %d interleaved round(s); median over rounds" % (secs, rounds))
 print("  %-8s %10s %10s   %s" % ("target", "req/s", "p99 ms", "errors  (req/s per round)"))

@@ -115,6 +115,9 @@ class Report:
             return
         self.w("    " + p.get("command", "bench/proxy.sh 5 3"))
         self.w()
+        if p.get("date"):
+            self.w("Measured %s." % p["date"])
+            self.w()
         self.w(p.get("description", "").strip())
         self.w()
         closed = p.get("closed", {})
@@ -145,8 +148,13 @@ class Report:
         def spread(key):
             runs = closed.get(key, {}).get("rps") or []
             return "%s–%s" % (n(min(runs)), n(max(runs))) if runs else "?"
-        self.target(4, "proxied throughput ≥ nginx's", "%s of nginx (rounds: gateway %s, nginx %s req/s)" % (
-            n(r_ngx, 2), spread("gateway"), spread("nginx")), r_ngx is not None and r_ngx >= 1.0)
+        sc = p.get("syscalls") or {}
+        cpu_note = ""
+        if all("cpu_us_per_request" in sc.get(k, {}) for k in ("nginx", "gateway")):
+            cpu_note = "; CPU per request %s of nginx's" % n(
+                sc["gateway"]["cpu_us_per_request"] / sc["nginx"]["cpu_us_per_request"], 2)
+        self.target(4, "proxied throughput ≥ nginx's", "%s of nginx (rounds: gateway %s, nginx %s req/s%s)" % (
+            n(r_ngx, 2), spread("gateway"), spread("nginx"), cpu_note), r_ngx is not None and r_ngx >= 1.0)
         self.target(4, "proxied throughput ≥ 90 % of h2o standalone's", "%s of h2o" % n(r_h2o, 2),
                     r_h2o is not None and r_h2o >= 0.9)
         img = self.plots.plot("proxy_throughput", """
@@ -205,6 +213,16 @@ plot "{d}" using 2:xtic(1) title "p50" lc rgb "#4477aa", "" using 3 title "p99" 
             "and re-imports the pooled backend socket around every request (dup, close, ioctl, a MSG_PEEK "
             "recv): 12 system calls a request and 0.88 of nginx's throughput.")
         self.w()
+        sc = p.get("syscalls") or {}
+        if all("cpu_us_per_request" in sc.get(k, {}) for k in ("nginx", "gateway")):
+            self.w(
+                "CPU per request is the fairer comparison of the proxies themselves: the closed-loop figure is "
+                "the whole machine's (wrk, the backend and the proxy share 2 cores), and it moves by several per "
+                "cent from round to round. Here the gateway, which also checks the user's token and admission, "
+                "spends %s of nginx's CPU per proxied request (%s against %s µs)." % (
+                    n(sc["gateway"]["cpu_us_per_request"] / sc["nginx"]["cpu_us_per_request"], 2),
+                    n(sc["gateway"]["cpu_us_per_request"], 1), n(sc["nginx"]["cpu_us_per_request"], 1)))
+            self.w()
         self.profile(p.get("profile"), "One more gateway run under `perf record` (closed loop, same settings):")
         for note in p.get("notes", []):
             self.w(note)
@@ -234,6 +252,9 @@ plot "{d}" using 2:xtic(1) title "p50" lc rgb "#4477aa", "" using 3 title "p99" 
                                                else "< 0.05" for k in names) + " |")
         self.w("| **all** | " + " | ".join("**%s**" % n(sum(sc[k].get("per_request", {}).values()), 2)
                                           for k in names) + " |")
+        if all("cpu_us_per_request" in sc[k] for k in names):
+            self.w("| CPU per request (user + system, the proxy's processes) | " +
+                   " | ".join("%s µs" % n(sc[k]["cpu_us_per_request"], 1) for k in names) + " |")
         self.w()
 
     # ----------------------------------------------------------------- join
