@@ -112,19 +112,7 @@ JSON
 
 # WAITING users in line as joins leave them: queue number q from 1 (seq = the
 # last one), uid -> q in queue, uid -> now + grace in deadline; 10,000 a call.
-fill='local t = redis.call("TIME"); local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local first, last, grace = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-for s = first, last, 500 do
-  local q, d = {}, {}
-  for i = s, math.min(s + 499, last) do
-    local uid = string.format("%032x", i)
-    q[#q + 1] = i; q[#q + 1] = uid
-    d[#d + 1] = now + grace; d[#d + 1] = uid
-  end
-  redis.call("ZADD", KEYS[1], unpack(q)); redis.call("ZADD", KEYS[2], unpack(d))
-end
-redis.call("SET", KEYS[3], ARGV[4])
-return 1'
+fill=$(cat bench/fill_queue.lua) # the layout joins produce (bench/fill_queue.lua)
 for ((start = 1; start <= waiting; start += 10000)); do
   end_=$((start + 9999 < waiting ? start + 9999 : waiting))
   redis-cli -p "$redis" eval "$fill" 3 'wr:{booking}:queue' 'wr:{booking}:deadline' 'wr:{booking}:seq' \
