@@ -69,6 +69,8 @@
 #include <libwebsockets.h>
 #include <uv.h>
 
+#include "hist.h"
+
 #ifndef IP_BIND_ADDRESS_NO_PORT
 #define IP_BIND_ADDRESS_NO_PORT 24
 #endif
@@ -81,44 +83,13 @@
 #define WR_LG_READ_BUF (64 * 1024)
 
 /* ------------------------------------------------------------------------
- * Histogram: log-linear buckets in microseconds, like HdrHistogram with 128
- * sub-buckets per power of two: exact below 256 us, within 0.8% above, up
- * to 2^40 us. Fixed size, so a worker can ship it up the pipe as bytes.
+ * Histogram: bench/hist.h's, in microseconds, plus a count of negative
+ * latencies. Fixed size, so a worker can ship it up the pipe as bytes.
  */
-#define HIST_SUB 128
-#define HIST_MAX_SHIFT 33
-#define HIST_BUCKETS (2 * HIST_SUB + HIST_MAX_SHIFT * HIST_SUB)
-
 typedef struct {
-    uint64_t count;
-    uint64_t sum_us;
-    uint64_t max_us;
+    wr_hist_t h;
     uint64_t negative; /* ts in the future: clocks disagree; recorded as 0 */
-    uint64_t b[HIST_BUCKETS];
 } lg_hist_t;
-
-static unsigned hist_index(uint64_t v)
-{
-    if (v < 2 * HIST_SUB)
-        return (unsigned)v;
-    unsigned m = 63u - (unsigned)__builtin_clzll(v);
-    unsigned shift = m - 7;
-    if (shift > HIST_MAX_SHIFT) {
-        shift = HIST_MAX_SHIFT;
-        v = ((uint64_t)2 * HIST_SUB << shift) - 1;
-    }
-    return 2 * HIST_SUB + (shift - 1) * HIST_SUB + (unsigned)((v >> shift) - HIST_SUB);
-}
-
-/* The highest value that lands in bucket i, as HdrHistogram reports percentiles. */
-static uint64_t hist_bucket_high(unsigned i)
-{
-    if (i < 2 * HIST_SUB)
-        return i;
-    unsigned shift = (i - 2 * HIST_SUB) / HIST_SUB + 1;
-    uint64_t top = (i - 2 * HIST_SUB) % HIST_SUB + HIST_SUB;
-    return ((top + 1) << shift) - 1;
-}
 
 static void hist_add(lg_hist_t *h, int64_t us)
 {
@@ -126,40 +97,19 @@ static void hist_add(lg_hist_t *h, int64_t us)
         h->negative++;
         us = 0;
     }
-    h->count++;
-    h->sum_us += (uint64_t)us;
-    if ((uint64_t)us > h->max_us)
-        h->max_us = (uint64_t)us;
-    h->b[hist_index((uint64_t)us)]++;
+    wr_hist_add(&h->h, (uint64_t)us);
 }
 
 static void hist_merge(lg_hist_t *d, const lg_hist_t *s)
 {
-    d->count += s->count;
-    d->sum_us += s->sum_us;
+    wr_hist_merge(&d->h, &s->h);
     d->negative += s->negative;
-    if (s->max_us > d->max_us)
-        d->max_us = s->max_us;
-    for (unsigned i = 0; i < HIST_BUCKETS; i++)
-        d->b[i] += s->b[i];
 }
 
-/* Value at percentile p (0..100) in ms; never above the exact maximum. */
+/* Value at percentile p (0..100) in ms. */
 static double hist_pct_ms(const lg_hist_t *h, double p)
 {
-    if (!h->count)
-        return 0;
-    uint64_t want = (uint64_t)ceil(p / 100.0 * (double)h->count), seen = 0;
-    if (want < 1)
-        want = 1;
-    for (unsigned i = 0; i < HIST_BUCKETS; i++) {
-        seen += h->b[i];
-        if (seen >= want) {
-            uint64_t v = hist_bucket_high(i);
-            return (double)(v < h->max_us ? v : h->max_us) / 1000.0;
-        }
-    }
-    return (double)h->max_us / 1000.0;
+    return (double)wr_hist_pct(&h->h, p) / 1000.0;
 }
 
 /* ------------------------------------------------------------------------
@@ -1843,13 +1793,13 @@ static void child_consume(lg_child_t *ch, lg_stats_t *total)
 
 static void print_hist_line(FILE *f, const char *what, const lg_hist_t *h)
 {
-    if (!h->count) {
+    if (!h->h.count) {
         fprintf(f, "  %-34s n=0\n", what);
         return;
     }
     fprintf(f, "  %-34s n=%" PRIu64 "  p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  max %.3f  mean %.3f\n", what,
-            h->count, hist_pct_ms(h, 50), hist_pct_ms(h, 90), hist_pct_ms(h, 99), hist_pct_ms(h, 99.9),
-            (double)h->max_us / 1000.0, (double)h->sum_us / (double)h->count / 1000.0);
+            h->h.count, hist_pct_ms(h, 50), hist_pct_ms(h, 90), hist_pct_ms(h, 99), hist_pct_ms(h, 99.9),
+            (double)h->h.max / 1000.0, wr_hist_mean(&h->h) / 1000.0);
 }
 
 static void json_hist(FILE *f, const char *name, const lg_hist_t *h)
@@ -1857,8 +1807,8 @@ static void json_hist(FILE *f, const char *name, const lg_hist_t *h)
     fprintf(f,
             "\"%s\":{\"count\":%" PRIu64 ",\"p50\":%.3f,\"p90\":%.3f,\"p99\":%.3f,\"p999\":%.3f,\"max\":%.3f,"
             "\"mean\":%.3f,\"negative\":%" PRIu64 "}",
-            name, h->count, hist_pct_ms(h, 50), hist_pct_ms(h, 90), hist_pct_ms(h, 99), hist_pct_ms(h, 99.9),
-            (double)h->max_us / 1000.0, h->count ? (double)h->sum_us / (double)h->count / 1000.0 : 0.0,
+            name, h->h.count, hist_pct_ms(h, 50), hist_pct_ms(h, 90), hist_pct_ms(h, 99), hist_pct_ms(h, 99.9),
+            (double)h->h.max / 1000.0, wr_hist_mean(&h->h) / 1000.0,
             h->negative);
 }
 

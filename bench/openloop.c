@@ -75,6 +75,8 @@
 
 #include <uv.h>
 
+#include "hist.h"
+
 #define OL_NAME "waitroom-openloop"
 #define OL_MAX_CONNS 10000
 #define OL_MAX_HEADERS 64
@@ -88,18 +90,8 @@
  * Types.
  */
 
-/* Log-linear histogram of nanoseconds; see hist_index. */
-#define HIST_SUB_BITS 7
-#define HIST_SUB (1u << HIST_SUB_BITS)
-#define HIST_TOP_BIT 40 /* values up to 2^40 ns (18 minutes); larger ones land in the last bucket */
-#define HIST_BUCKETS ((HIST_TOP_BIT - HIST_SUB_BITS + 1) * HIST_SUB)
-
-typedef struct {
-    uint64_t count;
-    uint64_t max;
-    double sum;
-    uint64_t b[HIST_BUCKETS];
-} ol_hist_t;
+/* Latencies in nanoseconds (bench/hist.h). */
+typedef wr_hist_t ol_hist_t;
 
 enum { E_CONNECT, E_STATUS, E_TIMEOUT, E_PARSE, E_CLOSED, E__N };
 static const char *const err_names[E__N] = {"connect", "status", "timeout", "parse", "closed"};
@@ -226,62 +218,15 @@ static uint64_t due_at(const ol_run_t *r, uint64_t i)
     return r->start + (uint64_t)((double)i * r->step);
 }
 
-/* ------------------------------------------------------------------------
- * Histogram. Values below 2 * HIST_SUB have a bucket each; above, a value
- * whose top bit is m falls in one of HIST_SUB buckets for the power of two
- * [2^m, 2^(m+1)), each 2^(m - HIST_SUB_BITS) wide, so a bucket's width is at
- * most 1/HIST_SUB of the values in it.
- */
-static unsigned hist_index(uint64_t v)
-{
-    if (v >= (uint64_t)1 << HIST_TOP_BIT)
-        v = ((uint64_t)1 << HIST_TOP_BIT) - 1;
-    if (v < 2 * HIST_SUB)
-        return (unsigned)v;
-    unsigned shift = 63u - (unsigned)__builtin_clzll(v) - HIST_SUB_BITS;
-    return (shift + 1) * HIST_SUB + (unsigned)((v >> shift) - HIST_SUB);
-}
-
-/* The highest value that lands in bucket i: percentiles err on the high side. */
-static uint64_t hist_high(unsigned i)
-{
-    if (i < 2 * HIST_SUB)
-        return i;
-    unsigned shift = i / HIST_SUB - 1;
-    uint64_t sub = i % HIST_SUB + HIST_SUB;
-    return ((sub + 1) << shift) - 1;
-}
-
-static void hist_add(ol_hist_t *h, uint64_t v)
-{
-    h->count++;
-    h->sum += (double)v;
-    if (v > h->max)
-        h->max = v;
-    h->b[hist_index(v)]++;
-}
-
-/* Value at percentile p (0..100), in ms; never above the exact maximum. */
+/* Value at percentile p (0..100), in ms. */
 static double hist_ms(const ol_hist_t *h, double p)
 {
-    if (!h->count)
-        return 0;
-    uint64_t want = (uint64_t)ceil(p / 100.0 * (double)h->count), seen = 0;
-    if (want < 1)
-        want = 1;
-    for (unsigned i = 0; i < HIST_BUCKETS; i++) {
-        seen += h->b[i];
-        if (seen >= want) {
-            uint64_t v = hist_high(i);
-            return (double)(v < h->max ? v : h->max) / 1e6;
-        }
-    }
-    return (double)h->max / 1e6;
+    return (double)wr_hist_pct(h, p) / 1e6;
 }
 
 static double hist_mean_ms(const ol_hist_t *h)
 {
-    return h->count ? h->sum / (double)h->count / 1e6 : 0;
+    return wr_hist_mean(h) / 1e6;
 }
 
 /* ------------------------------------------------------------------------
@@ -548,8 +493,8 @@ static void resolve(ol_run_t *r, uint64_t idx, int err, int status, uint64_t don
         c->completed++;
         if (measured) {
             uint64_t due = due_at(r, idx);
-            hist_add(&r->lat, done > due ? done - due : 0);
-            hist_add(&r->service, done > sent ? done - sent : 0);
+            wr_hist_add(&r->lat, done > due ? done - due : 0);
+            wr_hist_add(&r->service, done > sent ? done - sent : 0);
             if (done <= due_at(r, r->total))
                 r->in_window++;
         }
@@ -720,7 +665,7 @@ static void conn_send(ol_conn_t *c, uint64_t idx)
     (idx >= r->n_warm ? &r->st : &r->warm)->sent++;
     if (idx >= r->n_warm) {
         uint64_t due = due_at(r, idx);
-        hist_add(&r->lag, c->sent > due ? c->sent - due : 0);
+        wr_hist_add(&r->lag, c->sent > due ? c->sent - due : 0);
     }
     uv_buf_t b = uv_buf_init(r->req, (unsigned)r->req_len);
     int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
@@ -842,7 +787,7 @@ static void on_tick(uv_poll_t *h, int status, int events)
     uint64_t t = now_ns();
     for (uint64_t due; r->next_due < r->total && (due = due_at(r, r->next_due)) <= t; r->next_due++)
         if (r->next_due >= r->n_warm)
-            hist_add(&r->tlag, t - due);
+            wr_hist_add(&r->tlag, t - due);
     dispatch(r);
     if (r->phase != PH_RUN)
         return;

@@ -67,11 +67,10 @@ struct wr_upstream_s {
     uv_loop_t *loop;
     const char *room;
     struct sockaddr_storage addr;
-    socklen_t addrlen;
     h2o_iovec_t authority; /* "host[:port]", for Host */
     h2o_iovec_t path;      /* the backend's path prefix (h2o_build_destination) */
     up_conn_t *idle;       /* most recently used first */
-    size_t num_idle, num_open;
+    size_t num_idle;
 };
 
 struct up_conn_s {
@@ -180,7 +179,6 @@ static void conn_close(up_conn_t *c)
         idle_unlink(c);
         c->up->num_idle--;
     }
-    c->up->num_open--;
     uv_close((uv_handle_t *)&c->timer, on_handle_closed);
     uv_close((uv_handle_t *)&c->tcp, on_handle_closed); /* a write in flight is cancelled, its buffers untouched */
 }
@@ -352,7 +350,6 @@ static up_conn_t *conn_open(wr_upstream_t *up)
     uv_timer_init(up->loop, &c->timer);
     c->tcp.data = c->timer.data = c->connect.data = c;
     c->handles = 2;
-    up->num_open++;
     uv_tcp_nodelay(&c->tcp, 1);
     if (uv_tcp_connect(&c->connect, &c->tcp, (const struct sockaddr *)&up->addr, on_connected) != 0) {
         conn_close(c);
@@ -941,13 +938,8 @@ static h2o_iovec_t build_head(wr_upstream_t *up, h2o_req_t *req)
         append(&req->pool, &head, &cap, addr, addrlen);
     APPEND_LIT("\r\n");
     if (req->entity.base != NULL) {
-        char *e = num + sizeof(num), *d = e;
-        size_t v = req->entity.len;
-        do
-            *--d = (char)('0' + v % 10);
-        while ((v /= 10) != 0);
         APPEND_LIT("content-length: ");
-        append(&req->pool, &head, &cap, d, (size_t)(e - d));
+        append(&req->pool, &head, &cap, num, wr_fmt_i64(num, (int64_t)req->entity.len));
         APPEND_LIT("\r\n");
     }
     APPEND_LIT("\r\n");
@@ -1000,7 +992,6 @@ wr_upstream_t *wr_upstream_new(uv_loop_t *loop, const char *room, const h2o_url_
         return NULL;
     }
     memcpy(&up->addr, res->ai_addr, res->ai_addrlen);
-    up->addrlen = res->ai_addrlen;
     freeaddrinfo(res);
     up->loop = loop;
     up->room = room;
